@@ -1,0 +1,178 @@
+"""Reading weights: ImageNet encoder checkpoints (``pre=``) and full-model checkpoints.
+
+Two entry points:
+
+- :func:`load_encoder_weights` fills an encoder (timm CoaT, torchvision
+  ResNet18) from an ImageNet checkpoint, non-strictly: the classifier head
+  and other keys the encoder lacks are ignored and reported in one line.
+- :func:`load_checkpoint` fills a whole model strictly from a file written by
+  ``torch.save(model.state_dict(), path)`` (also with DataParallel's
+  ``module.`` prefix, or fastai's ``{'model': ...}`` wrapper).
+
+Every problem a user can cause (missing file, unreadable file, wrong model)
+raises :class:`~reference.errors.WeightsError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reference.errors import WeightsError
+
+__all__ = ["read_state_dict", "load_encoder_weights", "load_checkpoint", "EncoderLoadReport"]
+
+_SHOW = 3  # how many key names an error or summary lists
+
+
+def _first(keys: list[str]) -> str:
+    more = f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
+    return ", ".join(keys[:_SHOW]) + more
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``path`` onto the CPU.
+
+    Accepts ``.safetensors`` files, and ``torch.save`` files holding a plain
+    state dict or one wrapped as ``{'model': sd}`` (official CoaT, fastai) or
+    ``{'state_dict': sd}``. A ``module.`` prefix on every key (nn.DataParallel)
+    is removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"{path}: weights file not found; check the path (or WEIGHTS/pre setting)"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            # weights_only: a checkpoint is data; never run pickled code from a download.
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any reader failure is the file's fault, not ours
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightsError(
+            f"{path}: cannot read weights ({msg[:120]}); re-download or re-save the file"
+        ) from None
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise WeightsError(
+            f"{path}: not a state dict (expected a mapping of names to tensors); "
+            "save it with torch.save(model.state_dict(), path)"
+        )
+    sd = dict(obj)
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+@dataclass
+class EncoderLoadReport:
+    """What :func:`load_encoder_weights` did: loaded, ignored (in file only), missing (in encoder only)."""
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        line = f"encoder weights {self.path}: loaded {len(self.loaded)} tensors"
+        line += f"; ignored {len(self.ignored)}" + (
+            f" ({_first(self.ignored)})" if self.ignored else ""
+        )
+        line += f"; missing {len(self.missing)}" + (
+            f" ({_first(self.missing)})" if self.missing else ""
+        )
+        return line
+
+
+def load_encoder_weights(
+    enc: nn.Module, path: str | os.PathLike, verbose: bool = True
+) -> EncoderLoadReport:
+    """Load an ImageNet checkpoint into ``enc`` non-strictly and report what happened.
+
+    Keys the encoder lacks (the classifier ``head.*``, ``norm4.*`` ...) are
+    ignored. A file that fits no key at all, or a tensor of the wrong shape,
+    is a :class:`WeightsError` (wrong architecture). Missing encoder keys
+    leave those tensors at their random init and give a warning.
+    A full-model checkpoint (keys under ``enc.``) is accepted too.
+    """
+    sd = read_state_dict(path)
+    own = enc.state_dict()
+    if not any(k in own for k in sd) and any(k.startswith("enc.") for k in sd):
+        sd = {k[len("enc.") :]: v for k, v in sd.items() if k.startswith("enc.")}
+    report = EncoderLoadReport(str(path))
+    report.loaded = [k for k in sd if k in own]
+    report.ignored = [k for k in sd if k not in own]
+    report.missing = [k for k in own if k not in sd]
+    bad = [k for k in report.loaded if sd[k].shape != own[k].shape]
+    if not report.loaded:
+        raise WeightsError(
+            f"{path}: no tensor matches the encoder (file keys: {_first(list(sd))}); "
+            f"pass an ImageNet checkpoint of the right architecture"
+        )
+    if bad:
+        shapes = ", ".join(
+            f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:_SHOW]
+        )
+        raise WeightsError(
+            f"{path}: {len(bad)} tensors have the wrong shape for this encoder ({shapes}); "
+            "pick the checkpoint of the same arch"
+        )
+    enc.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
+    if verbose:
+        print(report.summary())
+    if report.missing:
+        warnings.warn(
+            f"{path}: {len(report.missing)} encoder tensors keep their random init "
+            f"({_first(report.missing)})",
+            stacklevel=2,
+        )
+    return report
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a full-model checkpoint into ``model`` strictly; returns ``model``.
+
+    Any missing key, unexpected key or shape mismatch is a WeightsError naming
+    the file and the first offending keys (nothing is loaded in that case).
+    """
+    sd = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({_first(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({_first(unexpected)})")
+        if bad:
+            parts.append(
+                f"{len(bad)} wrong shapes ("
+                + ", ".join(
+                    f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:_SHOW]
+                )
+                + ")"
+            )
+        raise WeightsError(
+            f"{path}: does not fit {type(model).__name__}: "
+            + "; ".join(parts)
+            + "; check the model name and arch the checkpoint was trained with"
+        )
+    model.load_state_dict(sd, strict=True)
+    return model
