@@ -1,0 +1,102 @@
+"""Torch datasets: prepared tiles for training, Kaggle record folders for inference (FACTS §2, §8)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from reference.data.ash import get_false_color, to_uint8
+from reference.data.records import list_records, read_record
+from reference.errors import DataError
+
+N_FRAMES_USED = 5  # frames 0..4: the labelled frame and the four before it
+
+
+def _imread(path: Path) -> np.ndarray:
+    import tifffile
+
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing; rerun `shakyo prepare`")
+    try:
+        return tifffile.imread(path)
+    except Exception as e:  # tifffile raises many types for a damaged file
+        raise DataError(
+            f"{path}: not a readable tif ({type(e).__name__}); rerun `shakyo prepare`"
+        ) from None
+
+
+class ContrailsDatasetV0(Dataset):
+    """Prepared tiles of one folder (e.g. ``train_adj2/``).
+
+    Item: (image (3, 5, H, W) float32 in [0, 1], mask (1, H, W) float32 in [0, 1]).
+    The tile (H, W, 24) uint8 is viewed as (H, W, 3, 8) = (colour, frame),
+    frames 0..4 are kept and flattened to (H, W, 15) (channel = colour·5 +
+    frame), ``tfms`` is applied jointly to image and mask when ``train``, then
+    /255, CHW (15, H, W) and a view to (3, 5, H, W). A single-frame tile
+    (H, W, 3) gives (3, 1, H, W).
+
+    Files: every ``*_img.tif`` of ``path``, sorted, repeated ``repeat`` times;
+    len = n_files · repeat.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, train: bool = True, tfms=None, repeat: int = 1
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DataError(
+                f"{self.path}: tile folder does not exist; run `shakyo prepare DATA` first"
+            )
+        self.fnames = sorted(self.path.glob("*_img.tif"))
+        if not self.fnames:
+            raise DataError(f"{self.path}: no *_img.tif tiles; run `shakyo prepare DATA` first")
+        self.fnames = self.fnames * repeat
+        self.train = train
+        self.tfms = tfms
+
+    def __len__(self) -> int:
+        return len(self.fnames)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        fname = self.fnames[idx]
+        img = _imread(fname)
+        if img.ndim != 3 or img.shape[2] not in (3, 24):
+            raise DataError(f"{fname}: shape {img.shape}, expected (H, W, 24) or (H, W, 3)")
+        h, w, c = img.shape
+        if c == 24:
+            img = img.reshape(h, w, 3, 8)[..., :N_FRAMES_USED].reshape(h, w, 3 * N_FRAMES_USED)
+        mask = _imread(fname.with_name(fname.name[: -len("_img.tif")] + "_mask.tif"))
+        if self.train and self.tfms is not None:
+            out = self.tfms(image=img, mask=mask)
+            img, mask = out["image"], out["mask"]
+        n_frames = img.shape[2] // 3
+        image = torch.from_numpy(img / 255.0).float().permute(2, 0, 1).reshape(3, n_frames, h, w)
+        mask = torch.from_numpy(np.asarray(mask).reshape(h, w) / 255.0).float().unsqueeze(0)
+        return image, mask
+
+
+class ContrailsDataset(Dataset):
+    """Kaggle record folders for inference (``test/`` holding ``{record_id}/band_*.npy``).
+
+    Item: (image (3, 8, H, W) float32, record_id str): the ash colour of all 8
+    frames, quantised exactly as the training tiles, floor(255·v)/255; the
+    model keeps frames 0..4 itself.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.records = list_records(self.path)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, str]:
+        folder = self.records[idx]
+        false_color = get_false_color(read_record(folder, masks=False), full=True)  # (H, W, 3, 8)
+        quantised = to_uint8(false_color).astype(np.float32) / np.float32(255)
+        image = torch.from_numpy(quantised).permute(2, 3, 0, 1).contiguous()
+        return image, folder.name
