@@ -1,92 +1,57 @@
 """The CoaT-ULSTM model family, its blocks, ResNet18 baselines and a registry by name.
 
-from reference.models import get_model, load_checkpoint
-model = get_model("CoaT_ULSTM", arch="medium", pre="coat_lite_medium_384x384_f9129688.pth")
-logits = model(x)  # x: (B, 3, 5, H, W) in [0, 1] -> (B, 1, H, W)
+    from reference.models import get_model, load_checkpoint
+    model = get_model("CoaT_ULSTM", arch="medium", pre="coat_lite_medium_384x384_f9129688.pth")
+    logits = model(x)  # x: (B, 3, 5, H, W) in [0, 1] -> (B, 1, H, W)
+
+Names are resolved lazily (PEP 562): ``import reference.models.weights`` (the
+download command) does not pay for importing torch, timm and torchvision.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
+from typing import Any
 
-from torch import nn
-
-from reference.errors import ConfigError
-from reference.models.baselines import ResNet18_SimplerFCN, ResNet18_U, ResNet18_ULSTM
-from reference.models.checkpoint import (
-    EncoderLoadReport,
-    load_checkpoint,
-    load_encoder_weights,
-    read_state_dict,
-)
-from reference.models.coat import (
-    ARCHS,
-    CoaT_U,
-    CoaT_ULSTM,
-    CoaT_UT,
-    build_coat_encoder,
-    coat_features,
-)
-from reference.models.layers import (
-    FPN,
-    Block,
-    LayerNorm2d,
-    LSTM_block,
-    Mlp,
-    PixelShuffle_ICNR,
-    SinusoidalPosEmb,
-    Tmixer,
-    UnetBlock,
-    UpBlock,
-    icnr_init,
-)
-
-MODELS: dict[str, type[nn.Module]] = {
-    cls.__name__: cls
-    for cls in (CoaT_ULSTM, CoaT_U, CoaT_UT, ResNet18_U, ResNet18_ULSTM, ResNet18_SimplerFCN)
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["MODELS", "list_models", "get_model"], "registry"),
+    **dict.fromkeys(
+        ["ARCHS", "CoaT_ULSTM", "CoaT_U", "CoaT_UT", "build_coat_encoder", "coat_features"], "coat"
+    ),
+    **dict.fromkeys(["ResNet18_U", "ResNet18_ULSTM", "ResNet18_SimplerFCN"], "baselines"),
+    **dict.fromkeys(
+        ["load_checkpoint", "load_encoder_weights", "read_state_dict", "EncoderLoadReport"],
+        "checkpoint",
+    ),
+    **dict.fromkeys(
+        [
+            "LayerNorm2d",
+            "icnr_init",
+            "PixelShuffle_ICNR",
+            "UnetBlock",
+            "UpBlock",
+            "FPN",
+            "LSTM_block",
+            "SinusoidalPosEmb",
+            "Mlp",
+            "Block",
+            "Tmixer",
+        ],
+        "layers",
+    ),
 }
 
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`get_model` (the class names, as in the original's MODEL key)."""
-    return list(MODELS)
+__all__ = list(_EXPORTS)
 
 
-def get_model(name: str, **kwargs) -> nn.Module:
-    """Build the model called ``name`` (e.g. ``'CoaT_ULSTM'``) with constructor ``kwargs``."""
-    if name not in MODELS:
-        close = difflib.get_close_matches(str(name), list(MODELS), n=1, cutoff=0.3)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"MODEL '{name}': unknown model; {hint}valid: {', '.join(MODELS)}")
-    return MODELS[name](**kwargs)
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # cache: later look-ups skip __getattr__
+    return value
 
 
-__all__ = [
-    "ARCHS",
-    "MODELS",
-    "list_models",
-    "get_model",
-    "CoaT_ULSTM",
-    "CoaT_U",
-    "CoaT_UT",
-    "ResNet18_U",
-    "ResNet18_ULSTM",
-    "ResNet18_SimplerFCN",
-    "build_coat_encoder",
-    "coat_features",
-    "load_checkpoint",
-    "load_encoder_weights",
-    "read_state_dict",
-    "EncoderLoadReport",
-    "LayerNorm2d",
-    "icnr_init",
-    "PixelShuffle_ICNR",
-    "UnetBlock",
-    "UpBlock",
-    "FPN",
-    "LSTM_block",
-    "SinusoidalPosEmb",
-    "Mlp",
-    "Block",
-    "Tmixer",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
