@@ -387,12 +387,24 @@ def _record(model, inputs, mode, backward, loss_fn, target, seed, on_forward=Non
 
 
 def _consumers(rec: _Recorder, event: _GradEvent) -> list[str]:
-    """Labels of the calls that took ``event``'s tensor as input: their backward made its grad."""
-    return [
-        e.call.label
+    """Labels of the innermost calls that took ``event``'s tensor as input.
+
+    Their backward produced the gradient of that tensor. Outer calls that got
+    the same tensor (a container passing its input to its first child) are
+    dropped: the child is the more precise answer.
+    """
+    calls = [
+        e.call
         for e in rec.events
-        if e.kind == "input" and e.token == event.token and e.call is not event.call
+        if e.kind == "input" and e.token == event.token and (e.call is not event.call or e is event)
     ]
+    names = [c.name for c in calls]
+
+    def is_ancestor(a: str, b: str) -> bool:
+        return a != b and (a == ROOT or b.startswith(a + "."))
+
+    inner = [c for c in calls if not any(is_ancestor(c.name, n) for n in names)]
+    return list(dict.fromkeys(c.label for c in inner))
 
 
 # --------------------------------------------------------------------------- first divergence
@@ -479,6 +491,10 @@ class DivergenceReport:
     matched_by: str = "module name"
     n_compared: int = 0
     note: str = ""
+    # Label (in A) of the module whose code most likely makes the difference: the
+    # diverging module itself, its parent when its inputs already differ, the module
+    # whose backward produced a differing gradient, or a parameter's owner.
+    culprit: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -503,6 +519,8 @@ class DivergenceReport:
         lines.append(f"  matched by {self.matched_by}; {self.n_compared} tensors compared before")
         if self.note:
             lines.append(f"  note: {self.note}")
+        if self.culprit is not None and self.culprit != self.module:
+            lines.append(f"  look at: `{self.culprit}`")
         return "\n".join(lines)
 
 
@@ -528,6 +546,7 @@ def _pair_calls(ra: _Recorder, rb: _Recorder) -> tuple[list[tuple[_Call, _Call]]
 
 
 def _report(diff: _Diff, phase: str, ca, cb, where: str, **kw) -> DivergenceReport:
+    kw.setdefault("culprit", ca.label if isinstance(ca, _Call) else ca)
     return DivergenceReport(
         True,
         phase=phase,
@@ -547,17 +566,18 @@ def _report(diff: _Diff, phase: str, ca, cb, where: str, **kw) -> DivergenceRepo
     )
 
 
-def _forward_note(ca: _Call, cb: _Call, atol: float, rtol: float) -> str:
+def _forward_note(ca: _Call, cb: _Call, atol: float, rtol: float) -> tuple[str, str]:
+    """(culprit, explanation) for the first call whose outputs differ."""
     d = _compare_lists(ca.inputs, cb.inputs, atol, rtol)
     if d is None:
         if ca.leaf:
-            return "its inputs match, so the difference arises inside this module"
-        return (
+            return ca.label, "its inputs match, so the difference arises inside this module"
+        return ca.label, (
             "its inputs and the outputs of its submodules match, so the difference arises "
             "in its own forward code, outside its submodules"
         )
     where = f"{d.path}: max diff {d.max_abs_diff:.3g}" if d.max_abs_diff is not None else d.problem
-    return (
+    return ca.parent, (
         f"its inputs already differ ({where}): the difference arises outside any module, "
         f"in the forward code of `{ca.parent}` before this call"
     )
@@ -594,9 +614,17 @@ def first_divergence(
     for ca, cb in pairs:
         d = _compare_lists(ca.outputs, cb.outputs, atol, rtol)
         if d is not None:
-            extra = _forward_note(ca, cb, atol, rtol)
+            culprit, why = _forward_note(ca, cb, atol, rtol)
             return _report(
-                d, "forward", ca, cb, d.path, n_compared=n, note=_join(note, extra), **common
+                d,
+                "forward",
+                ca,
+                cb,
+                d.path,
+                n_compared=n,
+                note=_join(note, why),
+                culprit=culprit,
+                **common,
             )
         n += len(ca.outputs)
     if not backward:
@@ -615,8 +643,18 @@ def first_divergence(
         else:
             d = _compare(ea.path, ea.value, eb.value, atol, rtol)
         if d is not None:
-            culprit = _join(note, _backward_note(ra, ea))
-            return _report(d, "backward", ea.call, cb, where, n_compared=n, note=culprit, **common)
+            culprit, why = _backward_note(ra, ea)
+            return _report(
+                d,
+                "backward",
+                ea.call,
+                cb,
+                where,
+                n_compared=n,
+                note=_join(note, why),
+                culprit=culprit,
+                **common,
+            )
         n += 1
 
     names_a, names_b = (
@@ -676,21 +714,23 @@ def _class_of(model: nn.Module, name: str) -> str:
     return type(model if name == ROOT else model.get_submodule(name)).__name__
 
 
-def _backward_note(rec: _Recorder, event: _GradEvent) -> str:
+def _backward_note(rec: _Recorder, event: _GradEvent) -> tuple[str | None, str]:
+    """(culprit label, explanation) for a gradient that differs or is not finite."""
     consumers = _consumers(rec, event)
-    if event.kind == "input":
-        consumers = [event.call.label] + consumers
     if consumers:
-        names = ", ".join(f"`{c}`" for c in dict.fromkeys(consumers))
-        return f"this gradient is produced by the backward of {names} (which take this tensor as input)"
+        names = ", ".join(f"`{c}`" for c in consumers)
+        return consumers[0], (
+            f"this gradient is produced by the backward of {names} (taking this tensor as input)"
+        )
     is_model_output = any(
         e.token == event.token and e.kind == "output" and e.call.name == ROOT for e in rec.events
     )
     if event.call.name == ROOT or is_model_output:
-        return "this is the gradient of the loss w.r.t. the model output: the loss backward differs"
-    return (
-        f"this tensor is consumed by code outside any module, in the forward of "
-        f"`{event.call.parent}`: its backward differs"
+        return None, "this is the gradient of the loss w.r.t. the model output: the loss differs"
+    parent = event.call.parent
+    return parent, (
+        f"this tensor is consumed by code outside any module, in the forward of `{parent}`: "
+        f"the backward of that code differs"
     )
 
 
@@ -701,7 +741,9 @@ def _backward_note(rec: _Recorder, event: _GradEvent) -> str:
 class NanFinding:
     """One place where a non-finite value appears."""
 
-    phase: str  # "parameter", "input", "forward", "loss", "backward", "parameter gradient"
+    phase: (
+        str  # "parameter", "buffer", "input", "forward", "loss", "backward", "parameter gradient"
+    )
     module: str  # label of the module (owner of the parameter)
     cls: str
     where: str  # "output[0]", "gradient w.r.t. output", a parameter name
@@ -709,6 +751,7 @@ class NanFinding:
     outputs: list[tuple[str, TensorStats]] = field(default_factory=list)
     params: list[tuple[str, TensorStats]] = field(default_factory=list)
     note: str = ""
+    culprit: str | None = None  # label of the module whose code most likely made the value
 
     def headline(self) -> str:
         bad = next((s for _, s in self.outputs if not s.finite), None)
@@ -717,12 +760,8 @@ class NanFinding:
 
     def __str__(self) -> str:
         lines = [f"first non-finite value, {self.headline()}"]
-        for title, items in (
-            ("input", self.inputs),
-            ("output", self.outputs),
-            ("param", self.params),
-        ):
-            lines += [f"  {title} {p}: {s}" for p, s in items]
+        lines += [f"  {p}: {s}" for p, s in self.inputs + self.outputs]
+        lines += [f"  parameter {p}: {s}" for p, s in self.params]
         if self.note:
             lines.append(f"  note: {self.note}")
         return "\n".join(lines)
@@ -796,7 +835,7 @@ def nan_hunt(
     findings: list[NanFinding] = []
     for kind, named in (
         ("parameter", model.named_parameters()),
-        ("parameter", model.named_buffers()),
+        ("buffer", model.named_buffers()),
     ):
         for name, t in named:
             if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
@@ -808,6 +847,7 @@ def nan_hunt(
                         _class_of(model, owner),
                         name,
                         outputs=[(name, TensorStats.of(t))],
+                        culprit=owner,
                     )
                 )
     bad_in = [(p, TensorStats.of(t)) for p, t in _flatten(inputs, "input") if t.is_floating_point()]
@@ -832,7 +872,9 @@ def nan_hunt(
     if bad_calls:
         c = bad_calls[0]
         ins = _lazy_list(c.inputs)
+        culprit = c.label
         if not all(s.finite for _, s in ins):
+            culprit = c.parent
             note = (
                 f"its inputs are already non-finite: the values arise outside any module, in the "
                 f"forward code of `{c.parent}` before this call"
@@ -849,7 +891,9 @@ def nan_hunt(
         path = next(p for p, v in c.outputs if not v.finite())
         outs = _lazy_list(c.outputs)
         findings.append(
-            NanFinding("forward", c.label, c.cls, path, ins, outs, _own_params(c.module), note)
+            NanFinding(
+                "forward", c.label, c.cls, path, ins, outs, _own_params(c.module), note, culprit
+            )
         )
     elif loss is not None and not bool(torch.isfinite(loss.detach()).all()):
         note = "the model output is finite, so the loss function creates the non-finite value"
@@ -860,7 +904,7 @@ def nan_hunt(
             c = bad_event.call
             where = f"gradient w.r.t. {bad_event.path}"
             grads = [(where, bad_event.value.stats())]
-            note = _backward_note(rec, bad_event)
+            culprit, note = _backward_note(rec, bad_event)
             findings.append(
                 NanFinding(
                     "backward",
@@ -871,6 +915,7 @@ def nan_hunt(
                     grads,
                     _own_params(c.module),
                     note,
+                    culprit,
                 )
             )
         order = rec.param_order + [k for k in pgrads if k not in set(rec.param_order)]
@@ -887,6 +932,7 @@ def nan_hunt(
                         f"gradient of {name}",
                         outputs=[(name, v.stats())],
                         params=_own_params(module),
+                        culprit=owner,
                     )
                 )
                 break
