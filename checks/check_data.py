@@ -1,0 +1,135 @@
+"""Checks of ``data.py``: ``ash-false-color`` and ``tile-layout``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from checks.ladder import SEEDS, Ladder
+from reference.data import ash as ref_ash
+from reference.data import prepare as ref_prepare
+
+# (H, W, T): non-square, so a transposed result cannot pass.
+_RECORD_SHAPES = ((6, 5, 8), (4, 7, 8))
+
+
+def random_record(seed: int, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Bands 11, 14, 15 (float32 kelvin) whose combinations overshoot every bound,
+    so that the clipping is exercised on both sides."""
+    rng = np.random.default_rng(seed)
+    b14 = rng.uniform(225.0, 320.0, shape).astype(np.float32)
+    b15 = (b14 + rng.uniform(-6.0, 4.0, shape)).astype(np.float32)  # R bounds (-4, 2)
+    b11 = (b14 - rng.uniform(-6.0, 7.0, shape)).astype(np.float32)  # G bounds (-4, 5)
+    return {"band_11": b11, "band_14": b14, "band_15": b15}
+
+
+def check_ash_false_color(c: Ladder) -> None:
+    m = c.module
+    with c.rung("shapes"):
+        rec = random_record(0, _RECORD_SHAPES[0])
+        for kw in ({"full": True}, {}):
+            what = f"get_false_color(record{', full=True' if kw else ''}), bands (6, 5, 8) float32"
+            got = c.call(what, lambda kw=kw: m.get_false_color(rec, **kw))
+            c.same_shape(got, ref_ash.get_false_color(rec, **kw), what)
+
+    with c.rung("values"):
+        for seed in SEEDS:
+            data = np.random.default_rng(seed).uniform(-10, 320, (5, 3)).astype(np.float32)
+            for bounds in ((-4.0, 2.0), (243.0, 303.0)):
+                what = f"normalize_range(data, {bounds}), data (5, 3) float32 (seed {seed})"
+                got = c.call(what, lambda d=data, b=bounds: m.normalize_range(d, b))
+                c.close(got, ref_ash.normalize_range(data, bounds), "data", what)
+            for shape in _RECORD_SHAPES:
+                rec = random_record(seed, shape)
+                for kw in ({"full": True}, {}, {"N_TIMES_BEFORE": 2}):
+                    args = "".join(f", {k}={v}" for k, v in kw.items())
+                    what = f"get_false_color(record{args}), bands {shape} float32 (seed {seed})"
+                    got = c.call(what, lambda r=rec, kw=kw: m.get_false_color(r, **kw))
+                    c.close(got, ref_ash.get_false_color(rec, **kw), "data", what)
+
+
+def _write_tiles(folder: Path, seed: int, hw: tuple[int, int], train: bool) -> list[str]:
+    """Three tiles with ids in an order that string sorting changes; returns the ids."""
+    rng = np.random.default_rng(seed)
+    ids = ["b7", "a3", "a10"]
+    for rid in ids:
+        img = rng.integers(0, 256, (*hw, 24), dtype=np.uint8)
+        mask = (rng.random(hw) < 0.3).astype(np.uint8) * 255
+        tifffile.imwrite(folder / f"{rid}_img.tif", img)
+        tifffile.imwrite(folder / f"{rid}_mask.tif", mask if train else mask[..., None])
+    return ids
+
+
+class _Tfms:
+    """A deterministic stand-in for the albumentations pipeline: rolls image and mask
+    together and inverts the image, which only gives the reference's result when it
+    receives the (H, W, 15) uint8 image before scaling, as albumentations does
+    (and, like the reference, only for training items)."""
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        image = np.roll(255 - np.asarray(image), 1, axis=1)
+        mask = np.roll(np.asarray(mask), 1, axis=1)
+        return {"image": np.ascontiguousarray(image), "mask": np.ascontiguousarray(mask)}
+
+
+def check_tile_layout(c: Ladder) -> None:
+    import reference.data as ref_data
+
+    m = c.module
+    with c.rung("shapes"):
+        rec = random_record(0, _RECORD_SHAPES[0])
+        what = "tile_image(record), bands (6, 5, 8) float32"
+        got = c.call(what, lambda: m.tile_image(rec))
+        c.same_shape(got, ref_prepare.tile_image(rec), what)
+
+    with tempfile.TemporaryDirectory(prefix="shakyo-tiles-") as tmp:
+        folders = {}
+        for i, (hw, train) in enumerate((((6, 5), True), ((4, 7), False))):
+            folder = Path(tmp) / f"tiles{i}"
+            folder.mkdir()
+            _write_tiles(folder, i, hw, train)
+            folders[(hw, train)] = folder
+
+        with c.rung("shapes"):
+            for (hw, train), folder in folders.items():
+                what = f"ContrailsDatasetV0(folder, train={train})[0], tiles {hw} x 24"
+                ds = c.call(what, lambda f=folder, t=train: m.ContrailsDatasetV0(f, train=t))
+                ref = ref_data.ContrailsDatasetV0(folder, train=train)
+                c.equal(
+                    c.call(f"len({what[:-3]})", lambda ds=ds: len(ds)),
+                    len(ref),
+                    f"len of {what[:-3]}",
+                )
+                item = c.call(what, lambda ds=ds: ds[0])
+                c.is_type(item, (tuple, list), what)
+                c.equal(len(item), 2, f"number of values returned by {what} (image, mask)")
+                ref_item = ref[0]
+                c.same_shape(item[0], ref_item[0], f"image of {what}")
+                c.same_shape(item[1], ref_item[1], f"mask of {what}")
+
+        with c.rung("values"):
+            for seed in SEEDS:
+                rec = random_record(seed, _RECORD_SHAPES[1])
+                what = f"tile_image(record), bands (4, 7, 8) float32 (seed {seed})"
+                got = c.call(what, lambda r=rec: m.tile_image(r))
+                c.close(got, ref_prepare.tile_image(rec), "exact", what)
+            for (hw, train), folder in folders.items():
+                for tfms, repeat in ((None, 1), (_Tfms(), 2)):
+                    args = f"train={train}" + (", tfms=<roll + invert>, repeat=2" if tfms else "")
+                    ds = c.call(
+                        f"ContrailsDatasetV0(folder, {args})",
+                        lambda f=folder, t=train, a=tfms, r=repeat: m.ContrailsDatasetV0(
+                            f, train=t, tfms=a, repeat=r
+                        ),
+                    )
+                    ref = ref_data.ContrailsDatasetV0(folder, train=train, tfms=tfms, repeat=repeat)
+                    c.equal(len(ds), len(ref), f"len(ContrailsDatasetV0(folder, {args})), 3 tiles")
+                    for idx in range(len(ref)):
+                        what = f"ContrailsDatasetV0(folder, {args})[{idx}], tiles {hw} x 24"
+                        img, mask = c.call(what, lambda ds=ds, i=idx: ds[i])
+                        ref_img, ref_mask = ref[idx]
+                        c.close(img, ref_img, "data", f"image of {what}")
+                        c.close(mask, ref_mask, "data", f"mask of {what}")

@@ -1,0 +1,220 @@
+"""The ladder a check climbs, and the comparisons that write its failure messages.
+
+Rungs, in order (a check uses those that apply and stops at the first failure)::
+
+    import -> signature -> shapes -> values -> gradients -> state_dict -> training
+
+The runner climbs ``import`` and ``signature`` itself from the catalog; a check
+function receives a :class:`Ladder` and climbs the rest::
+
+    def check_layer_norm_2d(c: Ladder) -> None:
+        LayerNorm2d = c.module.LayerNorm2d
+        with c.rung("shapes"):
+            got = c.call("LayerNorm2d(7)(x)", lambda: LayerNorm2d(7)(x))
+            c.same_shape(got, expected, "LayerNorm2d(7)(x)")
+        with c.rung("values"):
+            c.close(got, expected, "forward", "LayerNorm2d(7)(x)", models=(ref, mine), inputs=x)
+
+Every failing comparison raises :class:`CheckFailed` with a message that says
+what was called, expected vs got (shape, dtype, max abs diff and where, share
+of close values, the tolerance) and, for modules, the first diverging
+submodule (``reference.diagnose.first_divergence``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from checks.tolerances import Tolerance, tolerance
+
+if TYPE_CHECKING:
+    from checks.catalog import Exercise
+    from checks.impl import Impl
+
+RUNGS = ("import", "signature", "shapes", "values", "gradients", "state_dict", "training")
+# Two seeds for every values rung (ARCHITECTURE: ">= 2 seeds and >= 2 input shapes").
+SEEDS = (0, 1)
+
+
+class CheckFailed(Exception):
+    """The learner's code gave a wrong answer at ``rung``."""
+
+    def __init__(self, rung: str, message: str) -> None:
+        super().__init__(message)
+        self.rung = rung
+        self.message = message
+
+
+def _describe(x: Any) -> str:
+    """'(2, 7, 5, 3) float32' for arrays and tensors, the type name otherwise."""
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{tuple(shape)} {str(dtype).replace('torch.', '')}"
+    return type(x).__name__
+
+
+def _as_float64(x: Any):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().to(torch.float64)
+    return torch.from_numpy(np.asarray(x, dtype=np.float64))
+
+
+def compare_arrays(got: Any, expected: Any, tol: Tolerance) -> str | None:
+    """None when close; else lines: max abs diff with index and values, share of close values."""
+    import torch
+
+    g, e = _as_float64(got), _as_float64(expected)
+    close = torch.isclose(g, e, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
+    if bool(close.all()):
+        return None
+    diff = (g - e).abs()
+    both_nan = torch.isnan(g) & torch.isnan(e)
+    diff = torch.where(both_nan, 0.0, torch.nan_to_num(diff, nan=float("inf")))
+    flat = int(diff.argmax())
+    index = tuple(int(i) for i in np.unravel_index(flat, tuple(g.shape))) if g.dim() else ()
+    gv, ev = float(g.flatten()[flat]), float(e.flatten()[flat])
+    n_close, n = int(close.sum()), close.numel()
+    return (
+        f"  max |got - expected| = {float(diff.flatten()[flat]):.3g} at index {index}: "
+        f"got {gv:.7g}, expected {ev:.7g}\n"
+        f"  close values: {n_close} of {n} ({100 * n_close / n:.1f}%), tolerance {tol}"
+    )
+
+
+class Ladder:
+    """State of one check: the rung being climbed, the code under test, timings."""
+
+    def __init__(self, exercise: Exercise, impl: Impl) -> None:
+        self.exercise = exercise
+        self.impl = impl
+        self.module: ModuleType | None = None  # the learner's module, set by the import rung
+        self.current: str | None = None
+        self.passed: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.calling: str | None = None  # the learner call in progress (for error messages)
+
+    # ------------------------------------------------------------------ rungs
+    @contextlib.contextmanager
+    def rung(self, name: str) -> Iterator[None]:
+        if name not in RUNGS:
+            raise ValueError(f"unknown rung {name!r}; rungs are {RUNGS}")
+        last = self.passed[-1] if self.passed else None
+        if last is not None and RUNGS.index(name) < RUNGS.index(last) and name != last:
+            raise ValueError(f"rung {name!r} after {last!r}: rungs must be climbed in order")
+        self.current = name
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        if name not in self.passed:
+            self.passed.append(name)
+
+    def fail(self, message: str) -> None:
+        raise CheckFailed(self.current or "import", message)
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run learner code ``fn``; ``what`` (e.g. 'LayerNorm2d(7)(x)') names it in error reports."""
+        self.calling = what
+        out = fn()
+        self.calling = None
+        return out
+
+    def module_of(self, file: str) -> ModuleType:
+        """Another file of the same implementation (e.g. 'layers.py')."""
+        return self.impl.module(file)
+
+    # ------------------------------------------------------------ comparisons
+    def is_type(self, got: Any, types: type | tuple[type, ...], what: str) -> None:
+        if not isinstance(got, types):
+            names = " or ".join(
+                t.__name__ for t in (types if isinstance(types, tuple) else (types,))
+            )
+            self.fail(f"called:   {what}\n  expected a {names}\n  got:      {_describe(got)}")
+
+    def same_shape(self, got: Any, expected: Any, what: str, dtype: bool = True) -> None:
+        """Same type family (tensor / ndarray), shape and (if ``dtype``) dtype."""
+        import torch
+
+        kind = torch.Tensor if isinstance(expected, torch.Tensor) else np.ndarray
+        self.is_type(got, kind, what)
+        bad_shape = tuple(got.shape) != tuple(expected.shape)
+        if bad_shape or (dtype and got.dtype != expected.dtype):
+            self.fail(
+                f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}"
+            )
+
+    def close(
+        self,
+        got: Any,
+        expected: Any,
+        tol: str,
+        what: str,
+        *,
+        models: tuple[Any, Any] | None = None,
+        inputs: Any = None,
+        backward: bool = False,
+        loss_fn: Callable | None = None,
+    ) -> None:
+        """Fail unless ``got`` is elementwise close to ``expected`` under tolerance row ``tol``.
+
+        ``models=(reference_module, learner_module)`` with ``inputs`` adds the
+        first diverging submodule to the message.
+        """
+        self.same_shape(got, expected, what, dtype=False)
+        t = tolerance(tol)
+        report = compare_arrays(got, expected, t)
+        if report is None:
+            return
+        msg = f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}\n{report}"
+        if models is not None:
+            msg += "\n" + self.divergence(models[0], models[1], inputs, t, backward, loss_fn)
+        self.fail(msg)
+
+    def equal(self, got: Any, expected: Any, what: str) -> None:
+        """Exact equality of plain values (strings, ints, dicts, lists)."""
+        if got != expected:
+            self.fail(
+                f"called:   {what}\n  expected: {_short(expected)}\n  got:      {_short(got)}"
+            )
+
+    def divergence(
+        self,
+        model_ref: Any,
+        model_mine: Any,
+        inputs: Any,
+        tol: Tolerance,
+        backward: bool = False,
+        loss_fn: Callable | None = None,
+    ) -> str:
+        """The first diverging submodule, as reference.diagnose reports it (indented)."""
+        from reference.diagnose import first_divergence
+
+        try:
+            report = first_divergence(
+                model_ref,
+                model_mine,
+                inputs,
+                atol=tol.atol,
+                rtol=tol.rtol,
+                backward=backward,
+                loss_fn=loss_fn,
+            )
+        except Exception as e:  # a diagnosis must never hide the failure it explains
+            return f"  (could not locate the diverging module: {type(e).__name__}: {e})"
+        lines = ["(A = the reference, B = yours)", *str(report).splitlines()]
+        return "\n".join("  " + line for line in lines)
+
+
+def _short(x: Any, limit: int = 300) -> str:
+    s = repr(x)
+    return s if len(s) <= limit else s[: limit - 3] + "..."

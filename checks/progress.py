@@ -1,0 +1,95 @@
+"""The learner's progress: a plain-text state file, ``.shakyo/progress.txt`` in the repo.
+
+One line per exercise, tab-separated::
+
+    # id  status  rung  hints_seen  updated (UTC)
+    layer-norm-2d	passed	state_dict	1	2026-11-27T22:00:00Z
+
+``SHAKYO_STATE_DIR`` moves the folder (tests use it). The file is rewritten
+atomically; an unreadable line is ignored rather than fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from checks.catalog import REPO
+from reference.utils import atomic_write_text
+
+HEADER = "# shakyo progress: id, status, rung, hints seen, updated (UTC); tab-separated\n"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("SHAKYO_STATE_DIR") or REPO / ".shakyo")
+
+
+def progress_path() -> Path:
+    return state_dir() / "progress.txt"
+
+
+@dataclass
+class Entry:
+    id: str
+    status: str = "unchecked"
+    rung: str = "-"
+    hints_seen: int = 0
+    updated: str = "-"
+
+    def line(self) -> str:
+        return f"{self.id}\t{self.status}\t{self.rung}\t{self.hints_seen}\t{self.updated}\n"
+
+
+def load() -> dict[str, Entry]:
+    path = progress_path()
+    entries: dict[str, Entry] = {}
+    if not path.is_file():
+        return entries
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 5:
+            continue
+        try:
+            entries[parts[0]] = Entry(parts[0], parts[1], parts[2], int(parts[3]), parts[4])
+        except ValueError:
+            continue
+    return entries
+
+
+def save(entries: dict[str, Entry]) -> None:
+    text = HEADER + "".join(e.line() for e in entries.values())
+    atomic_write_text(progress_path(), text)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record_result(exercise_id: str, status: str, rung: str | None) -> None:
+    entries = load()
+    e = entries.setdefault(exercise_id, Entry(exercise_id))
+    e.status, e.rung, e.updated = status, rung or "-", _now()
+    save(entries)
+
+
+def record_hint(exercise_id: str, n: int) -> None:
+    entries = load()
+    e = entries.setdefault(exercise_id, Entry(exercise_id))
+    e.hints_seen = max(e.hints_seen, n)
+    e.updated = _now()
+    save(entries)
+
+
+def reset_entry(exercise_id: str) -> None:
+    entries = load()
+    if entries.pop(exercise_id, None) is not None:
+        save(entries)
+
+
+def has_passed(exercise_id: str) -> bool:
+    e = load().get(exercise_id)
+    return e is not None and e.status == "passed"
