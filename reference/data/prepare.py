@@ -91,9 +91,12 @@ def tile_mask(record: dict[str, np.ndarray], split: str, labels: str, path: Path
 def _write_tif(path: Path, arr: np.ndarray) -> None:
     import tifffile
 
+    # Explicit layout: samples last, one grey page. tifffile would otherwise guess
+    # from the shape (a 4-pixel-high tile looks like planar RGBA to it).
+    kw = {"planarconfig": "contig"} if arr.ndim == 3 and arr.shape[2] > 1 else {}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            tifffile.imwrite(f, arr)
+            tifffile.imwrite(f, arr, photometric="minisblack", **kw)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; tiles are ordinary shared files
 
 
