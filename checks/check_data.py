@@ -58,8 +58,13 @@ def _write_tiles(folder: Path, seed: int, hw: tuple[int, int], train: bool) -> l
     for rid in ids:
         img = rng.integers(0, 256, (*hw, 24), dtype=np.uint8)
         mask = (rng.random(hw) < 0.3).astype(np.uint8) * 255
-        tifffile.imwrite(folder / f"{rid}_img.tif", img)
-        tifffile.imwrite(folder / f"{rid}_mask.tif", mask if train else mask[..., None])
+        # Samples last, one grey page, as `shakyo prepare` writes them.
+        tifffile.imwrite(
+            folder / f"{rid}_img.tif", img, photometric="minisblack", planarconfig="contig"
+        )
+        tifffile.imwrite(
+            folder / f"{rid}_mask.tif", mask if train else mask[..., None], photometric="minisblack"
+        )
     return ids
 
 
