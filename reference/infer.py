@@ -219,5 +219,7 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch,
         num_workers=args.num_workers,
     )
-    print(f"wrote {out}")
+    rows = out.read_text().splitlines()[1:]
+    nonempty = sum(not row.endswith(",-") for row in rows)
+    print(f"wrote {out}: {len(rows)} records, {nonempty} non-empty masks (p > {args.threshold:g})")
     return 0

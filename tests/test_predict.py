@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import reference.data
 from reference.cli import main
 from reference.data import get_false_color, read_record
 from reference.data.synth import synthesize
@@ -20,32 +19,12 @@ SIZE = 64
 
 
 def _item(record_dir: Path) -> torch.Tensor:
-    """Independent re-derivation of a test item (FACTS §8): ash colour of all 8 frames,
-    floor(255 v) / 255, as (3, 8, H, W) float32."""
-    ash = get_false_color(read_record(record_dir), full=True)  # (H, W, 3, 8)
-    q = np.floor(255 * ash.astype(np.float64)) / 255
+    """Independent re-derivation of a test item (FACTS §1, §8): ash colour of all 8
+    frames, floor(255 v) / 255 with the product in float32 as in the original, as
+    (3, 8, H, W) float32."""
+    ash = get_false_color(read_record(record_dir), full=True)  # (H, W, 3, 8) float32
+    q = np.floor(np.float32(255) * ash).astype(np.float64) / 255
     return torch.from_numpy(q.transpose(2, 3, 0, 1).astype(np.float32))
-
-
-class _StandInDataset(torch.utils.data.Dataset):
-    """Used only while reference.data.ContrailsDataset has not landed."""
-
-    def __init__(self, path):
-        self.dirs = sorted(p for p in Path(path).iterdir() if p.is_dir())
-
-    def __len__(self):
-        return len(self.dirs)
-
-    def __getitem__(self, i):
-        return _item(self.dirs[i]), self.dirs[i].name
-
-
-@pytest.fixture(autouse=True)
-def _dataset(monkeypatch):
-    try:
-        from reference.data import ContrailsDataset  # noqa: F401
-    except (ImportError, AttributeError):
-        monkeypatch.setattr(reference.data, "ContrailsDataset", _StandInDataset, raising=False)
 
 
 @pytest.fixture(scope="module")
