@@ -53,23 +53,23 @@ LABELLED = 4
 # Generation knobs (keyword arguments of `synthesize`). Lengths in px are at 256²
 # unless said otherwise; widths stay 1-3 px at every size, as in the real data.
 DEFAULT_KNOBS: dict[str, object] = {
-    "p_empty": 0.45,  # fraction of records without any contrail
-    "contrails_per_256": 4.0,  # mean contrails of a non-empty 256² record (scales with size)
+    "p_empty": 0.4,  # fraction of records without any contrail
+    "contrails_per_256": 5.0,  # mean contrails of a non-empty 256² record (scales with size)
     "length": (0.25, 0.8),  # contrail length as a fraction of the image side
     "width": (1.0, 3.0),  # full width in px
     "curvature": 0.15,  # max sagitta / length * 4 (0 = straight)
     "contrail_dt": (4.0, 8.0),  # K colder in B14 at full strength
     "contrail_split": (1.5, 3.0),  # K lower B15 - B14 at full strength
     "contrail_g": (1.5, 3.0),  # K lower B14 - B11 at full strength
-    "faint_fraction": 0.12,  # share of contrails that are faint
+    "faint_fraction": 0.08,  # share of contrails that are faint
     "faint_strength": (0.3, 0.55),  # strength of a faint contrail (strong ones: 0.85-1)
     "p_unlabelled_frame": 0.12,  # share of contrails absent in the labelled frame
     "drift": (10.0, 30.0),  # cloud-layer motion, px per frame at 256²
     "low_cover": (0.0, 0.5),  # low-cloud cover fraction range
     "high_cover": (0.0, 0.3),  # cirrus cover fraction range
     "annotators": (3, 6),  # R, inclusive
-    "edge_jitter": 0.5,  # px: each annotator's half-width = true half-width ± this
-    "end_jitter": 3.0,  # px: each annotator trims up to this much off each end
+    "edge_jitter": 0.25,  # px: each annotator's half-width = true half-width ± this
+    "end_jitter": 1.5,  # px: each annotator trims up to this much off each end
     "p_miss_strong": 0.03,  # chance that one annotator misses a strong contrail
     "p_miss_faint": 0.5,  # chance that one annotator misses a faint contrail
     "noise_k": 0.15,  # sensor noise, K (std)
