@@ -67,10 +67,29 @@ def test_every_available_exercise_is_complete():
         assert sum(m.exercise == ex.id for m in mutants) >= 2, f"{ex.id}: fewer than 2 mutants"
 
 
-def test_solutions_do_not_import_the_reference():
+def test_solutions_import_neither_the_reference_nor_themselves_by_name():
+    """Solutions are independent of reference/, and import each other relatively
+    (`from .layers import ...`) so that the stubs import the learner's files."""
     for f in SOLUTIONS_DIR.glob("*.py"):
-        text = f.read_text()
-        assert "import reference" not in text and "from reference" not in text, f.name
+        for line in f.read_text().splitlines():
+            words = line.split()
+            if words[:1] in (["import"], ["from"]) and len(words) > 1:
+                root = words[1].split(".")[0]
+                assert root not in ("reference", "solutions", "exercises"), f"{f.name}: {line}"
+
+
+def test_regenerating_stubs_keeps_a_file_holding_learner_code(tmp_path):
+    from checks.stubs import write_stubs
+
+    for f in stub_files():
+        (tmp_path / f).write_text(generated_stub(f) + "# stale\n")
+    mine = stub_files()[0]
+    (tmp_path / mine).write_text((SOLUTIONS_DIR / mine).read_text())
+    written, kept = write_stubs(tmp_path)
+    assert kept == [mine] and set(written) == set(stub_files()) - {mine}
+    assert (tmp_path / mine).read_text() == (SOLUTIONS_DIR / mine).read_text()
+    written, kept = write_stubs(tmp_path, force=True)
+    assert written == [mine] and (tmp_path / mine).read_text() == generated_stub(mine)
 
 
 def test_make_stub_replaces_bodies_and_keeps_markers():
