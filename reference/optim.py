@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 
@@ -159,6 +160,14 @@ class Ralamb(Optimizer):
             p.copy_(w)
 
 
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, tuple):
+        return tuple(_plain(x) for x in v)
+    return v
+
+
 class Lookahead(Optimizer):
     """Lookahead around any torch optimizer; shares its `param_groups`.
 
@@ -223,6 +232,9 @@ class Lookahead(Optimizer):
             if "slow_buffer" in s
         }
         sd["lookahead"] = {"alpha": self.alpha, "k": self.k, "step": self.lookahead_step}
+        # fastai's one-cycle writes numpy floats into the groups; plain floats (same values)
+        # keep the dict loadable with torch.load(weights_only=True).
+        sd["param_groups"] = [{k: _plain(v) for k, v in g.items()} for g in sd["param_groups"]]
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
