@@ -258,7 +258,7 @@ def make_record(
     thr_high = _cover_threshold(high[..., 0], rng.uniform(*k["high_cover"]) + 1e-3)
     t_low = f32(rng.uniform(262, 282))
     t_high = f32(rng.uniform(215, 238))
-    tau_high = f32(rng.uniform(0.5, 2.5))
+    tau_high = rng.uniform(0.5, 2.5)
 
     # Contrails (labelled-frame image coordinates) and the per-record signature.
     n = (
@@ -291,35 +291,44 @@ def make_record(
                 prof = np.clip(f32(half + 0.5) - p["d"], 0, 1) * f32(amp * c["strength"])
                 np.maximum(canvas[p["box"]], prof, out=canvas[p["box"]])
             strength[..., t] = _shift(canvas, S, margin - v_high[0] * dt, margin - v_high[1] * dt)
-    e = 1 - np.exp(-tau_high * e_high)
+    # Emissivity grows with the cirrus cover up to 1 - exp(-tau) of its thickest part.
+    e = e_high
+    e *= f32(1 - math.exp(-tau_high))
 
     # Radiances as brightness temperatures, (S, S, 8): clear sky, under a low
     # water cloud (B14 - B11 ≈ +2.5 K), under semi-transparent cirrus (emission of
     # a cold ice layer plus the thin-ice split-window signature B15 < B14, largest
     # at medium emissivity), minus the contrails (weaker through thick cirrus).
     ts = t_surf[..., None]
+    clear = 1 - c_low
     b14 = ts + (t_low - ts) * c_low
-    b15 = b14 + d15[..., None] * (1 - c_low) - f32(0.5) * c_low
-    b11 = b14 - d11[..., None] * (1 - c_low) - f32(2.5) * c_low
+    b15 = b14 + d15[..., None] * clear
+    b15 -= f32(0.5) * c_low
+    b11 = b14 - d11[..., None] * clear
+    b11 -= f32(2.5) * c_low
     b14 += (t_high - b14) * e
-    b15 += (t_high - b15) * e - f32(3) * e * (1 - e)
+    b15 += (t_high - b15) * e
+    b15 -= f32(3) * e * (1 - e)
     b11 += (t_high + f32(1) - b11) * e
     strength *= 1 - f32(0.5) * e
     b14 -= dT * strength
     b15 -= (dT + split_k) * strength
     b11 -= (dT - g_k) * strength
-    # Sensor noise: uniform with the requested std (a Gaussian costs 3x more to draw).
-    width = f32(k["noise_k"] * math.sqrt(12))
-    for b in (b14, b15, b11):
-        b += rng.random(b.shape, dtype=np.float32) * width
-        b -= width / 2
+    # Sensor noise: uniform with the requested std (a Gaussian costs 3x more to draw);
+    # one draw serves the three bands through reversed views (decorrelated pixels).
+    noise = rng.random(b14.shape, dtype=np.float32)
+    noise -= f32(0.5)
+    noise *= f32(k["noise_k"] * math.sqrt(12))
+    b14 += noise
+    b15 += noise[::-1]
+    b11 += noise[:, ::-1]
     # The other bands are cheap plausible derivations: they complete the layout,
     # no model here reads them.
     b08 = wv[..., None] + (t_high - wv[..., None]) * e
     bands = {
         "08": b08,
-        "09": f32(0.95) * b08 + f32(0.05) * b14 + f32(7),
-        "10": f32(0.88) * b08 + f32(0.12) * b14 + f32(12),
+        "09": b08 + f32(7),
+        "10": b08 + f32(12),
         "11": b11,
         "12": f32(0.85) * b14 + f32(24),
         "13": f32(1.25) * b14 - f32(0.25) * b11,
