@@ -79,6 +79,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _aliases(module: nn.Module) -> dict[str, list[str]]:
+    """Every state_dict name -> all names of the same tensor.
+
+    CoaT shares one position-encoding conv between the blocks of a stage, so one
+    tensor has several names (cpe1.proj.weight = serial_blocks1.0.cpe.proj.weight).
+    Files saved without duplicates (safetensors) hold one name; loading it fills all.
+    """
+    groups: dict[int, list[str]] = {}
+    for k, v in module.state_dict(keep_vars=True).items():
+        groups.setdefault(id(v), []).append(k)
+    return {k: names for names in groups.values() for k in names}
+
+
 @dataclass
 class EncoderLoadReport:
     """What :func:`load_encoder_weights` did: loaded, ignored (in file only), missing (in encoder only)."""
@@ -117,7 +130,8 @@ def load_encoder_weights(
     report = EncoderLoadReport(str(path))
     report.loaded = [k for k in sd if k in own]
     report.ignored = [k for k in sd if k not in own]
-    report.missing = [k for k in own if k not in sd]
+    aliases = _aliases(enc)
+    report.missing = [k for k in own if not any(a in sd for a in aliases[k])]
     bad = [k for k in report.loaded if sd[k].shape != own[k].shape]
     if not report.loaded:
         raise WeightsError(
@@ -152,7 +166,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """
     sd = read_state_dict(path)
     own = model.state_dict()
-    missing = [k for k in own if k not in sd]
+    aliases = _aliases(model)
+    missing = [k for k in own if not any(a in sd for a in aliases[k])]
     unexpected = [k for k in sd if k not in own]
     bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or unexpected or bad:
@@ -174,5 +189,6 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             + "; ".join(parts)
             + "; check the model name and arch the checkpoint was trained with"
         )
-    model.load_state_dict(sd, strict=True)
+    # Completeness was checked above, aliases included; strict would count an alias as missing.
+    model.load_state_dict(sd, strict=False)
     return model
