@@ -172,3 +172,16 @@ def test_loss_comb_gradcheck_float64():
     y = torch.tensor([0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1, 0], dtype=torch.float64)
     y = y.reshape(2, 1, 3, 3)
     assert torch.autograd.gradcheck(lambda a: loss_comb(a, y), (x,), eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_loss_comb_under_cuda_autocast_matches_float32_on_cpu():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 1, 64, 64, generator=g)
+    y = (torch.rand(2, 1, 64, 64, generator=g) > 0.9).float()
+    # fastai computes the loss inside autocast with fp16 logits; the cast keeps it float32.
+    with torch.autocast("cuda", dtype=torch.float16):
+        got = loss_comb(x.cuda().half(), y.cuda())
+    assert got.dtype == torch.float32
+    expected = loss_comb(x.half().float(), y)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)

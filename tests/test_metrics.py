@@ -160,3 +160,16 @@ def test_f_th_inside_a_fastai_learner_validate():
     assert f_th == pytest.approx(expected.max(), abs=1e-12)
     np.testing.assert_allclose(metric.curve[1], expected, rtol=0, atol=1e-12)
     assert learn.recorder.metric_names[-2] == "f_th"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_accumulator_on_cuda_counts_like_on_cpu():
+    g = torch.Generator().manual_seed(6)
+    probs = torch.rand(4, 1, 64, 64, generator=g)
+    probs.view(-1)[:80] = torch.from_numpy(DEFAULT_THRESHOLDS.astype(np.float32))
+    targets = torch.rand(4, 1, 64, 64, generator=g)
+    cpu, gpu = DiceAccumulator(), DiceAccumulator()
+    cpu.update(probs, targets)
+    gpu.update(probs.cuda(), targets.cuda())
+    assert np.array_equal(cpu.tp, gpu.tp) and np.array_equal(cpu.fp, gpu.fp)
+    assert np.array_equal(cpu.fn, gpu.fn)

@@ -348,3 +348,23 @@ def test_learner_save_and_load_with_optimizer_state(tmp_path):
         sa, sb = a.base_optimizer.state[pa], b.base_optimizer.state[pb]
         assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"]) and sa["step"] == sb["step"]
     assert copy.deepcopy(b.param_groups[0]["lr"]) == a.param_groups[0]["lr"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_over9000_on_cuda_matches_the_rederivation():
+    params = [nn.Parameter(torch.tensor(p, dtype=torch.float64, device="cuda")) for p in P0]
+    opt = Over9000(params)
+    for t in range(1, 15):
+        lr, beta1 = schedule(t)
+        for g in opt.param_groups:
+            g["lr"], g["betas"] = lr, (beta1, BETA2)
+        loss = sum(
+            (torch.tensor(c, device="cuda") * (p - torch.tensor(tg, device="cuda")) ** 2).sum()
+            for p, c, tg in zip(params, C, TARGET)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    expected, _, _ = rederive(14)
+    for e, p in zip(expected[-1], params):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), e, rtol=1e-12, atol=1e-14)
