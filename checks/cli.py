@@ -215,10 +215,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
     impl_dir = resolve_impl(args.impl)
     record = _records_progress(impl_dir)
 
+    passed_here: set[str] = set()  # advances the watch even where progress is not recorded
+
     def target() -> Exercise | None:
         if args.id:
             return get_exercise(args.id)
-        return _next(impl_dir, progress.load() if record else {})
+        entries = progress.load() if record else {}
+        for ex in load_catalog():
+            if (
+                ex.available
+                and ex.id not in passed_here
+                and _status(ex, impl_dir, entries) != "passed"
+            ):
+                return ex
+        return None
 
     def check_once() -> Result | None:
         ex = target()
@@ -229,6 +239,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         r = run_check(ex, impl_dir)
         if record:
             progress.record_result(r.id, r.status, r.rung)
+        if r.status == "passed":
+            passed_here.add(r.id)
         print(_row(r))
         if r.status == "todo":
             print("  " + r.message)
@@ -263,6 +275,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- hint
 def cmd_hint(args: argparse.Namespace) -> int:
     ex = get_exercise(args.id)
+    if not ex.available:
+        raise ConfigError(f"{ex.id}: not yet available in this version")
     n_hints = len(ex.hints)
     if args.n is None:
         seen = progress.load().get(ex.id, progress.Entry(ex.id)).hints_seen

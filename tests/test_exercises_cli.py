@@ -156,3 +156,13 @@ def test_watch_rechecks_on_save_and_moves_on(learner, capsys):
 def test_watch_once(learner, capsys):
     assert main(["watch", "--once", "--impl", str(learner)]) == 1
     assert "shakyo check ash-false-color" in capsys.readouterr().out
+
+
+def test_watch_on_the_solutions_walks_the_whole_ladder_once(capsys):
+    assert (
+        main(["watch", "--impl", "solutions", "--max-iterations", "1", "--interval", "0.01"]) == 0
+    )
+    out = capsys.readouterr().out
+    available = [e.id for e in load_catalog() if e.available]
+    assert [ln.split()[-1] for ln in out.splitlines() if "shakyo check" in ln] == available
+    assert "every available exercise passed" in out
