@@ -193,3 +193,17 @@ def test_folder_without_records_fails_with_one_line(tmp_path, runs, capsys):
     rc = main(["predict", "--data", str(tmp_path / "empty"), "--weights", str(runs[0])])
     err = capsys.readouterr().err
     assert rc == 2 and "no record folders" in err and err.count("\n") == 1
+
+
+def test_full_fp32_turns_tf32_off_inside_and_restores_it():
+    from reference.infer import full_fp32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with full_fp32():
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
