@@ -187,6 +187,20 @@ class Ladder:
                 f"called:   {what}\n  expected: {_short(expected)}\n  got:      {_short(got)}"
             )
 
+    def load_weights(self, mine: Any, ref: Any, what: str) -> None:
+        """``mine.load_state_dict(ref.state_dict(), strict=True)``; fail at the current rung
+        with the missing / unexpected / mis-shaped keys when it does not fit."""
+        self.calling = f"{what}.load_state_dict(reference state dict, strict=True)"
+        try:
+            mine.load_state_dict(ref.state_dict(), strict=True)
+        except RuntimeError as e:
+            detail = "\n".join("    " + ln.strip() for ln in str(e).splitlines() if ln.strip())
+            self.fail(
+                f"called:   {self.calling}\n  the reference's weights do not fit yours "
+                f"(attribute names and shapes must follow the original):\n{detail}"
+            )
+        self.calling = None
+
     def divergence(
         self,
         model_ref: Any,
