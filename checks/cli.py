@@ -174,7 +174,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     as_json = args.json
     start = time.perf_counter()
     if not as_json:
-        print(f"checking {impl_label(impl_dir)}/ against the reference")
+        selected = (
+            [get_exercise(i) for i in ids] if ids else [e for e in load_catalog() if e.available]
+        )
+        loading = any(
+            e.available and exercise_state(impl_dir / e.file, e.id) != "todo" for e in selected
+        )
+        note = " (loading torch and the reference first)" if loading else ""
+        print(f"checking {impl_label(impl_dir)}/ against the reference{note}", flush=True)
         print(f"{'exercise':<{_WIDTHS[0]}}  {'status':<{_WIDTHS[1]}}  {'rung':<{_WIDTHS[2]}}  time")
 
     def show(r: Result) -> None:
