@@ -210,7 +210,7 @@ def _fail(path: Path, where: str, problem: str) -> DataError:
 
 def _read_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate an Excel BOM
             yield from enumerate(csv.reader(f), start=1)
     except FileNotFoundError as e:
         raise DataError(f"{path}: no such file; pass the submission CSV to check") from e
