@@ -93,3 +93,13 @@ def test_tiny_arch_is_small_and_heads_divide_dims():
     assert (
         sum(p.numel() for p in model.enc.parameters()) < 250_000
     )  # 231,296: about 0.5% of medium's 44M
+
+
+def test_every_registered_model_takes_pre_arch_num_classes_ps():
+    import inspect
+
+    for name, cls in MODELS.items():
+        params = list(inspect.signature(cls).parameters)
+        assert params[:4] == ["pre", "arch", "num_classes", "ps"], name
+    with pytest.raises(ConfigError, match="resnet18"):
+        build_on_meta("ResNet18_U", arch="resnet34")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from reference.errors import ConfigError
 from reference.models.checkpoint import load_encoder_weights
 from reference.models.coat import N_FRAMES, UNetHead, _split_frames, check_input, upsample_input
 from reference.models.layers import LSTM_block
@@ -33,8 +34,15 @@ __all__ = [
 RESNET18_CHANNELS = [64, 128, 256, 512]
 
 
-def build_resnet18_encoder(pre: str | os.PathLike | None = None) -> nn.Module:
-    """torchvision ResNet18 without its classifier (``fc``/``avgpool`` are unused and dropped)."""
+def build_resnet18_encoder(
+    pre: str | os.PathLike | None = None, arch: str = "resnet18"
+) -> nn.Module:
+    """torchvision ResNet18 without its classifier (``fc``/``avgpool`` are unused and dropped).
+
+    ``arch`` exists so that every registered model takes (pre, arch, num_classes, ps).
+    """
+    if arch != "resnet18":
+        raise ConfigError(f"arch '{arch}': the ResNet18 baselines only have arch 'resnet18'")
     enc = resnet18(weights=None)
     del enc.fc, enc.avgpool
     if pre is not None:
@@ -59,10 +67,14 @@ class ResNet18_U(UNetHead):
     """
 
     def __init__(
-        self, pre: str | os.PathLike | None = None, num_classes: int = 1, ps: float = 0
+        self,
+        pre: str | os.PathLike | None = None,
+        arch: str = "resnet18",
+        num_classes: int = 1,
+        ps: float = 0,
     ) -> None:
         super().__init__()
-        self.enc = build_resnet18_encoder(pre)
+        self.enc = build_resnet18_encoder(pre, arch)
         self.build_decoder(RESNET18_CHANNELS, num_classes, ps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,11 +91,15 @@ class ResNet18_ULSTM(UNetHead):
     """
 
     def __init__(
-        self, pre: str | os.PathLike | None = None, num_classes: int = 1, ps: float = 0
+        self,
+        pre: str | os.PathLike | None = None,
+        arch: str = "resnet18",
+        num_classes: int = 1,
+        ps: float = 0,
     ) -> None:
         super().__init__()
         nc = RESNET18_CHANNELS
-        self.enc = build_resnet18_encoder(pre)
+        self.enc = build_resnet18_encoder(pre, arch)
         self.lstm = nn.ModuleList([LSTM_block(nc[-2]), LSTM_block(nc[-1])])
         self.build_decoder(nc, num_classes, ps)
 
@@ -106,10 +122,14 @@ class ResNet18_SimplerFCN(nn.Module):
     """
 
     def __init__(
-        self, pre: str | os.PathLike | None = None, num_classes: int = 1, ps: float = 0
+        self,
+        pre: str | os.PathLike | None = None,
+        arch: str = "resnet18",
+        num_classes: int = 1,
+        ps: float = 0,
     ) -> None:
         super().__init__()
-        self.enc = build_resnet18_encoder(pre)
+        self.enc = build_resnet18_encoder(pre, arch)
         self.head = nn.Sequential(
             nn.Conv2d(512, 128, 3, padding=1),
             nn.GELU(),

@@ -165,6 +165,7 @@ class _CoaTBase(UNetHead):
         super().__init__()
         self.arch = arch
         self.enc = build_coat_encoder(arch)
+        self.pre_report = None  # what `pre` loaded, ignored and missed (EncoderLoadReport)
         if pre is not None:
             self.pre_report = load_encoder_weights(self.enc, pre)
         self.nc = list(ARCHS[arch]["embed_dims"])
