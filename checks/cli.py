@@ -104,6 +104,8 @@ def _status(ex: Exercise, impl_dir: Path, entries: dict[str, progress.Entry]) ->
         return "todo"
     e = entries.get(ex.id)
     if e is None or e.status == "unchecked":
+        if state == "missing":
+            return "no exercise markers (`shakyo reset` restores them)"
         return "started (not checked)"
     if e.status in ("failed", "error", "timeout") and e.rung != "-":
         return f"{e.status} ({e.rung})"
