@@ -240,7 +240,7 @@ def plot_dice_curve(
     ax.axvline(best_threshold, color="tab:red", ls="--", lw=1)
     ax.plot(t[i], d[i], "o", color="tab:red", ms=8)
     ax.annotate(f"threshold {best_threshold:.2f}\nDice {d[i]:.4f}", (t[i], d[i]),
-                textcoords="offset points", xytext=(10, -34), fontsize=10, color="tab:red",
+                textcoords="offset points", xytext=(8, -80), fontsize=10, color="tab:red",
                 bbox=dict(boxstyle="round", fc="white", ec="none", alpha=0.8))  # fmt: skip
     ax.set(
         xlabel="threshold (pixel is contrail when p > threshold)",
