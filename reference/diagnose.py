@@ -450,7 +450,8 @@ class _Diff:
 
 
 def _compare(path: str, a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> _Diff | None:
-    """None when ``a`` and ``b`` agree: |a - b| <= atol + rtol * |b| elementwise, NaN == NaN."""
+    """None when ``b`` agrees with the reference ``a``: |b - a| <= atol + rtol * |a|
+    elementwise (``torch.isclose(b, a)``), NaN matching NaN, inf matching inf."""
     if a.shape != b.shape:
         return _Diff(path, tuple(a.shape), tuple(b.shape), problem="shapes differ")
     b = b.to(a.device)
@@ -463,7 +464,7 @@ def _compare(path: str, a: torch.Tensor, b: torch.Tensor, atol: float, rtol: flo
         )
     dtype = torch.float32 if a.device.type == "mps" else torch.float64
     a64, b64 = a.to(dtype), b.to(dtype)
-    close = torch.isclose(a64, b64, rtol=rtol, atol=atol, equal_nan=True)
+    close = torch.isclose(b64, a64, rtol=rtol, atol=atol, equal_nan=True)
     if bool(close.all()):
         return None
     diff = (a64 - b64).abs()
@@ -497,8 +498,11 @@ def _compare_lists(xs: list, ys: list, atol: float, rtol: float) -> _Diff | None
 
 @dataclass
 class DivergenceReport:
-    """Where model B first differs from model A (A is the reference: rtol scales |B|... see
-    ``torch.isclose(a, b)``: |a - b| <= atol + rtol * |b|)."""
+    """Where model B first differs from the reference model A.
+
+    Values agree when |b - a| <= atol + rtol * |a|. ``str(report)`` is the
+    message the checks print; the fields are for code.
+    """
 
     diverged: bool
     atol: float
@@ -553,21 +557,35 @@ class DivergenceReport:
 
 
 def _pair_calls(ra: _Recorder, rb: _Recorder) -> tuple[list[tuple[_Call, _Call]], str, str]:
-    """Pairs (call in A, call in B) in A's execution order, by label, else by order of leaves."""
+    """Pairs (call in A, call in B) in A's execution order, and how they were matched.
+
+    By label when at least half of A's labels exist in B (a learner's extra or
+    missing module, say an ``nn.GELU`` written as ``F.gelu``, is skipped and
+    named in the note); otherwise the leaf modules by execution order, then the
+    model outputs.
+    """
     la, lb = [c.label for c in ra.calls], [c.label for c in rb.calls]
-    if sorted(la) == sorted(lb):
+    set_a, set_b = set(la), set(lb)
+    only_a = [x for x in la if x not in set_b]
+    only_b = [x for x in lb if x not in set_a]
+    if len(only_a) <= len(la) / 2:
         by_label = {c.label: c for c in rb.calls}
-        return [(c, by_label[c.label]) for c in ra.calls], "module name", ""
-    only_a = [x for x in la if x not in set(lb)][:3]
-    only_b = [x for x in lb if x not in set(la)][:3]
+        pairs = [(c, by_label[c.label]) for c in ra.calls if c.label in by_label]
+        note = ""
+        if only_a or only_b:
+            note = (
+                f"not compared: {len(only_a)} module call(s) only in A ({', '.join(only_a[:3]) or '-'})"
+                f" and {len(only_b)} only in B ({', '.join(only_b[:3]) or '-'})"
+            )
+        return pairs, "module name", note
     leaves_a = [c for c in ra.calls if c.leaf and c.name != ROOT]
     leaves_b = [c for c in rb.calls if c.leaf and c.name != ROOT]
     pairs = list(zip(leaves_a, leaves_b))
     if ra.calls and rb.calls:
         pairs.append((ra.calls[-1], rb.calls[-1]))  # the root finishes last
     note = (
-        f"module names differ (only in A: {', '.join(only_a) or '-'}; only in B: "
-        f"{', '.join(only_b) or '-'}), so leaf modules were matched by execution order "
+        f"module names differ (only in A: {', '.join(only_a[:3])}; only in B: "
+        f"{', '.join(only_b[:3]) or '-'}), so leaf modules were matched by execution order "
         f"({len(leaves_a)} in A, {len(leaves_b)} in B), then the model outputs"
     )
     return pairs, "execution order (names differ)", note
@@ -685,53 +703,56 @@ def first_divergence(
             )
         n += 1
 
-    names_a, names_b = (
-        [k for k, _ in model_a.named_parameters()],
-        [k for k, _ in model_b.named_parameters()],
-    )
-    if names_a == names_b:
-        name_b = dict(zip(names_a, names_b))
-    elif len(names_a) == len(names_b):
-        name_b = dict(zip(names_a, names_b))
-        note = _join(note, "parameter names differ; parameters matched by registration order")
-    else:
-        return DivergenceReport(
-            False,
-            n_compared=n,
-            note=_join(note, "parameter lists differ; their gradients were not compared"),
-            **common,
-        )
-    order = ra.param_order + [k for k in names_a if k not in set(ra.param_order)]
-    for pa in dict.fromkeys(order):
+    name_b, why = _pair_params(model_a, model_b)
+    note = _join(note, why)
+    order = ra.param_order + [k for k in name_b if k not in set(ra.param_order)]
+    for pa in dict.fromkeys(k for k in order if k in name_b):
         pb = name_b[pa]
-        owner = pa.rsplit(".", 1)[0] if "." in pa else ROOT
+        owner_a, owner_b = _owner(pa), _owner(pb)
         ga_, gb_ = ga.get(pa), gb.get(pb)
         if ga_ is None and gb_ is None:
             continue
         if ga_ is None or gb_ is None:
-            which = "A" if ga_ is None else "B"
-            d = _Diff(pa, None, None, problem=f"no gradient in {which}")
+            d = _Diff(pa, None, None, problem=f"no gradient in {'A' if ga_ is None else 'B'}")
         else:
             d = _compare(pa, ga_, gb_, atol, rtol)
         if d is not None:
-            extra = (
+            why = (
                 "all module output and input gradients match, so the backward of this module "
                 "computes its parameter gradient differently"
             )
             return _report(
                 d,
                 "parameter gradient",
-                owner,
-                pb.rsplit(".", 1)[0] if "." in pb else ROOT,
+                owner_a,
+                owner_b,
                 f"gradient of {pa}",
                 n_compared=n,
-                note=_join(note, extra),
-                cls_a=_class_of(model_a, owner),
-                cls_b=_class_of(model_b, pb.rsplit(".", 1)[0] if "." in pb else ROOT),
+                note=_join(note, why),
+                cls_a=_class_of(model_a, owner_a),
+                cls_b=_class_of(model_b, owner_b),
                 **common,
             )
         n += 1
     return DivergenceReport(False, n_compared=n, note=note, **common)
+
+
+def _pair_params(model_a: nn.Module, model_b: nn.Module) -> tuple[dict[str, str], str]:
+    """Parameter name in A -> in B: by name where at least half match, else by order."""
+    names_a = [k for k, _ in model_a.named_parameters()]
+    names_b = [k for k, _ in model_b.named_parameters()]
+    shared = [k for k in names_a if k in set(names_b)]
+    if len(shared) >= len(names_a) / 2:
+        skipped = len(names_a) + len(names_b) - 2 * len(shared)
+        why = f"{skipped} parameter(s) not in both models were skipped" if skipped else ""
+        return {k: k for k in shared}, why
+    if len(names_a) == len(names_b):
+        return dict(zip(names_a, names_b)), "parameters matched by registration order"
+    return {}, "parameter lists differ; their gradients were not compared"
+
+
+def _owner(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0] if "." in param_name else ROOT
 
 
 def _join(*notes: str) -> str:
@@ -769,9 +790,8 @@ def _backward_note(rec: _Recorder, event: _GradEvent) -> tuple[str | None, str]:
 class NanFinding:
     """One place where a non-finite value appears."""
 
-    phase: (
-        str  # "parameter", "buffer", "input", "forward", "loss", "backward", "parameter gradient"
-    )
+    # "parameter", "buffer", "input", "forward", "loss", "backward" or "parameter gradient"
+    phase: str
     module: str  # label of the module (owner of the parameter)
     cls: str
     where: str  # "output[0]", "gradient w.r.t. output", a parameter name
@@ -792,6 +812,8 @@ class NanFinding:
         lines += [f"  parameter {p}: {s}" for p, s in self.params]
         if self.note:
             lines.append(f"  note: {self.note}")
+        if self.culprit is not None and self.culprit != self.module:
+            lines.append(f"  look at: `{self.culprit}`")
         return "\n".join(lines)
 
 
@@ -814,14 +836,24 @@ class NanReport:
         if self.ok:
             done = "forward, backward and parameter gradients" if self.backward_run else "forward"
             return f"nan_hunt: no non-finite value in the parameters, {done}"
-        f = self.findings[0]
-        s = f"nan_hunt: first non-finite value in {f.headline()}"
-        finite_in = [st for _, st in f.inputs]
-        if f.phase == "forward" and finite_in and all(st.finite for st in finite_in):
-            s += f"; its inputs are finite (absmax {max(st.absmax for st in finite_in):.4g})"
-        if len(self.findings) > 1:
-            s += f"; {len(self.findings) - 1} more finding(s)"
-        return s
+        # After a diverged step every parameter may be NaN: count them, name the first.
+        stored = [f for f in self.findings if f.phase in ("parameter", "buffer")]
+        rest = [f for f in self.findings if f not in stored]
+        parts = []
+        if stored:
+            parts.append(
+                f"{len(stored)} parameter/buffer tensor(s) non-finite, first `{stored[0].where}`"
+            )
+        if rest:
+            f = rest[0]
+            part = f"first non-finite value in {f.headline()}"
+            finite_in = [st for _, st in f.inputs]
+            if f.phase == "forward" and finite_in and all(st.finite for st in finite_in):
+                part += f", its inputs finite (absmax {max(st.absmax for st in finite_in):.4g})"
+            if f.culprit is not None and f.culprit != f.module:
+                part += f", look at `{f.culprit}`"
+            parts.append(part)
+        return "nan_hunt: " + "; ".join(parts)
 
     def __str__(self) -> str:
         if self.ok:
@@ -867,7 +899,7 @@ def nan_hunt(
     ):
         for name, t in named:
             if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-                owner = name.rsplit(".", 1)[0] if "." in name else ROOT
+                owner = _owner(name)
                 findings.append(
                     NanFinding(
                         kind,
@@ -950,7 +982,7 @@ def nan_hunt(
         for name in dict.fromkeys(order):
             v = pgrads.get(name)
             if v is not None and not v.finite():
-                owner = name.rsplit(".", 1)[0] if "." in name else ROOT
+                owner = _owner(name)
                 module = model if owner == ROOT else model.get_submodule(owner)
                 findings.append(
                     NanFinding(

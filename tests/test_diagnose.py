@@ -255,6 +255,38 @@ def test_differently_named_model_is_matched_by_order_and_says_so():
     assert "in B: `inner`" in str(report)
 
 
+class WithActModule(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.lin1, self.act, self.lin2 = nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.lin2(self.act(self.lin1(x)))
+
+
+class WithActFunction(WithActModule):
+    """The learner writes the activation as a function: one module fewer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        del self.act
+
+    def forward(self, x):
+        return self.lin2(nn.functional.gelu(self.lin1(x)))
+
+
+def test_a_missing_module_keeps_matching_by_name():
+    a, b = WithActModule(), WithActFunction()
+    report = first_divergence(a, b, X)
+    assert report.ok and report.matched_by == "module name"
+    assert "only in A (act)" in report.note
+    with torch.no_grad():
+        b.lin2.bias[1] += 0.125
+    report = first_divergence(a, b, X)
+    assert report.module == "lin2" and report.max_abs_diff == pytest.approx(0.125)
+
+
 def test_models_and_rng_are_left_as_they_were():
     torch.manual_seed(0)
     a = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
@@ -332,7 +364,7 @@ def test_nan_hunt_names_the_overflowing_module_with_finite_inputs():
     assert f.outputs[0][1].n_nonfinite > 0
     assert not report.output_finite and report.n_nonfinite_modules >= 2
     line = report.summary()
-    assert "\n" not in line and "`1` (Overflow)" in line and "inputs are finite" in line
+    assert "\n" not in line and "`1` (Overflow)" in line and "inputs finite" in line
 
 
 def test_nan_hunt_reports_an_inf_parameter_up_front_and_its_module():
@@ -346,6 +378,9 @@ def test_nan_hunt_reports_an_inf_parameter_up_front_and_its_module():
     assert forward.phase == "forward" and forward.module == "3"
     assert all(s.finite for _, s in forward.inputs)
     assert [name for name, _ in forward.params] == ["weight", "bias"]
+    line = report.summary()
+    assert "1 parameter/buffer tensor(s) non-finite, first `3.weight`" in line
+    assert "forward at `3` (Linear)" in line
 
 
 class SqrtAbs(nn.Module):
