@@ -33,7 +33,10 @@ class _Handler(BaseHTTPRequestHandler):
         if rng and not server.ignore_range:
             start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
             if start >= len(DATA):
-                self.send_error(416)
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(DATA)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
         body = DATA[start:]
         self.send_response(206 if start else 200)
@@ -54,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.ranges, httpd.sent, httpd.ignore_range, httpd.cut_after = [], 0, False, None
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/{NAME}"
     yield httpd
@@ -96,6 +99,20 @@ def test_interrupted_download_keeps_part_then_resumes(server, tmp_path):
     server.cut_after = None
     path = download(server.url, tmp_path, sha256=SHA, progress=False)
     assert server.ranges[-1] == "bytes=120000-"
+    assert path.read_bytes() == DATA
+
+
+def test_complete_part_file_is_verified_and_renamed_without_refetching(server, tmp_path):
+    (tmp_path / f"{NAME}.part").write_bytes(DATA)  # a crash between last byte and rename
+    path = download(server.url, tmp_path, sha256=SHA, progress=False)
+    assert server.ranges == [f"bytes={len(DATA)}-"] and server.sent == 0
+    assert path.read_bytes() == DATA
+
+
+def test_part_file_longer_than_the_file_starts_over(server, tmp_path):
+    (tmp_path / f"{NAME}.part").write_bytes(DATA + b"junk")
+    path = download(server.url, tmp_path, sha256=SHA, progress=False)
+    assert server.ranges == [f"bytes={len(DATA) + 4}-", None]
     assert path.read_bytes() == DATA
 
 

@@ -1,4 +1,4 @@
-"""Download an official CoaT ImageNet checkpoint: ``shakyo weights NAME --to DIR``.
+"""Download an official CoaT ImageNet checkpoint: ``shakyo weights NAME [--to DIR]``.
 
 The CoaT authors (mlpc-ucsd/CoaT) host their checkpoints at
 ``https://vcl.ucsd.edu/coat/pretrained/``; the solution starts from
@@ -95,13 +95,19 @@ def _open(url: str, offset: int, timeout: float, hint: str):
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:
-            return None  # the .part is no prefix the server can extend: start over
+            # Nothing left to send: either the .part is already whole (a crash between
+            # the last byte and the rename) or it is no prefix of the file: start over.
+            whole = re.fullmatch(r"bytes \*/(\d+)", (e.headers.get("Content-Range") or "").strip())
+            return _WHOLE if whole and int(whole.group(1)) == offset else None
         raise WeightsError(f"cannot download {url}: HTTP {e.code} {e.reason}; {hint}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, socket.gaierror):
             reason = f"host not found ({reason.strerror}; offline?)"
         raise WeightsError(f"cannot download {url}: {reason}; {hint}") from None
+
+
+_WHOLE = "the .part file is already complete"
 
 
 def _total_size(response, offset: int) -> int | None:
@@ -125,6 +131,8 @@ def _fetch(url: str, part: Path, size: int | None, progress: bool, timeout: floa
         part.unlink()
         offset = 0
     response = _open(url, offset, timeout, _manual(url, part))
+    if response is _WHOLE:
+        return
     if response is not None and response.status == 206 and _total_size(response, offset) == -1:
         response.close()  # a range other than the one asked for: not worth patching up
         response = None
@@ -152,15 +160,28 @@ def _fetch(url: str, part: Path, size: int | None, progress: bool, timeout: floa
             disable=None if progress else True,
         )
         try:
-            with bar, open(part, "ab" if offset else "wb") as f:
-                while chunk := response.read(_CHUNK):
+            f = open(part, "ab" if offset else "wb")
+        except OSError as e:
+            raise WeightsError(f"cannot write {part}: {e.strerror}; pass another --to") from None
+        with bar, f:
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as e:
+                    f.flush()
+                    raise WeightsError(
+                        f"download of {url} interrupted after {part.stat().st_size} bytes "
+                        f"({e or type(e).__name__}); rerun the same command to resume"
+                    ) from None
+                if not chunk:
+                    break
+                try:
                     f.write(chunk)
-                    bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as e:
-            raise WeightsError(
-                f"download of {url} interrupted after {part.stat().st_size} bytes ({e}); "
-                f"rerun the same command to resume"
-            ) from None
+                except OSError as e:
+                    raise WeightsError(
+                        f"cannot write {part}: {e.strerror}; free some space and rerun to resume"
+                    ) from None
+                bar.update(len(chunk))
     got = part.stat().st_size
     if expected is not None and got != expected:
         if got > expected:
@@ -231,7 +252,12 @@ def download(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     known = ", ".join(KNOWN)
     parser.add_argument("name", metavar="NAME", help=f"checkpoint name: {known}")
-    parser.add_argument("--to", required=True, metavar="DIR", help="folder to save the file in")
+    parser.add_argument(
+        "--to",
+        default="weights",
+        metavar="DIR",
+        help="folder to save the file in (default: weights, where configs/coat_ulstm.json looks)",
+    )
     parser.add_argument("--url", help="download from this URL (a mirror) instead of the table's")
     parser.add_argument(
         "--sha256",
