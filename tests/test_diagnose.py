@@ -454,6 +454,49 @@ def test_tools_run_under_bfloat16_autocast():
     assert rows[1].name == "0" and rows[1].dtypes == ["bfloat16"]
 
 
+def test_nan_hunt_names_a_float16_overflow_under_autocast():
+    # FACTS.md §9: a fp16 matmul/conv past 65,504 gives inf, the next LayerNorm NaN.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.LayerNorm(8))
+    with torch.no_grad():
+        model[0].weight.fill_(0.25)
+        model[0].bias.fill_(0.5)  # every output of `0` is >= 0.5 for x >= 0
+        model[1].weight.fill_(3e4)  # so every output of `1` is >= 8 * 0.5 * 3e4 > 65,504
+    with torch.autocast("cpu", dtype=torch.float16):
+        report = nan_hunt(model, X.abs())
+    f = report.findings[0]
+    assert f.module == "1" and f.phase == "forward"
+    assert f.outputs[0][1].dtype == "float16" and f.outputs[0][1].n_posinf == 3 * 8
+    assert all(s.finite for _, s in f.inputs)
+    assert model[1].weight.dtype == torch.float32  # autocast left the parameter alone
+
+
+def test_nan_hunt_names_a_float16_backward_overflow_and_the_module_making_it():
+    # With all weights of `1` equal, its 8 outputs in a row are equal up to the bias,
+    # so the LayerNorm divides by a small std; the gradient sent back through `1`
+    # (W^T g, W = 3e4) then passes 65,504 while the forward stays finite.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.LayerNorm(8))
+    with torch.no_grad():
+        model[1].weight.fill_(3e4)
+    with torch.autocast("cpu", dtype=torch.float16):
+        report = nan_hunt(model, X)
+    assert report.output_finite and report.n_nonfinite_modules == 0
+    f = report.findings[0]
+    assert f.phase == "backward" and f.module == "0" and f.culprit == "1"
+    assert f.outputs[0][1].n_nonfinite > 0
+    assert report.findings[1].phase == "parameter gradient"
+
+
+def test_tools_run_without_gradients():
+    model = mlp()
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            assert first_divergence(model, copy.deepcopy(model), X).ok
+            report = nan_hunt(model, X)
+            assert report.ok and not report.backward_run
+
+
 # --------------------------------------------------------------------------- the real model
 
 
