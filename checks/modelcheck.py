@@ -1,0 +1,216 @@
+"""Rung helpers for checks of whole modules (decoder blocks, CoaT_ULSTM).
+
+A module built with random init can only be compared with the reference once
+both hold the same weights, but the ``state_dict`` rung (strict loading, where
+the names must be the original's) comes last on the ladder. So, for modules:
+
+- ``shapes``: the output shape, and :func:`same_tensors`: the learner's state
+  dict holds the reference's tensor shapes, names aside (a missing LayerNorm or
+  an extra bias fails here, listing the odd tensors);
+- ``values`` / ``gradients``: :func:`copy_weights` copies the reference's
+  tensors into the learner's module by name where names agree, else by order
+  among tensors of the same shape, so that a naming slip does not hide the
+  arithmetic; outputs are compared with the first diverging submodule named;
+- ``state_dict``: :func:`strict_load` loads the reference's state dict with
+  ``strict=True`` into a fresh learner module and lists missing / unexpected
+  keys; then the outputs are compared once more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from checks.ladder import Ladder
+
+_SHOW = 8  # keys listed per failure line
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread, then restore the setting.
+
+    The checks' tensors are tiny: a second thread costs more in synchronisation
+    than it brings, and when other processes hold the cores (a training run, a
+    busy CI machine) it makes a model check several times slower (measured: a
+    CoaT_ULSTM(arch='tiny') forward 0.2 s on one thread, 0.7-2.6 s on two).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _keys_text(keys: Sequence[str], sd: dict[str, torch.Tensor] | None = None) -> str:
+    items = [f"{k} {tuple(sd[k].shape)}" if sd is not None else k for k in keys[:_SHOW]]
+    more = f", ... and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
+    return ", ".join(items) + more
+
+
+def perturb_constants(module: nn.Module, seed: int) -> nn.Module:
+    """Add N(0, 0.3) noise to every parameter whose entries are all equal (LayerNorm's
+    ones and zeros at init): weight and bias mix-ups are invisible while they are 1 and 0."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.numel() > 1 and bool((p == p.flatten()[0]).all()):
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return module
+
+
+def same_tensors(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
+    """Fail (at the current rung) unless both state dicts hold the same tensor shapes."""
+    sr, sm = ref.state_dict(), mine.state_dict()
+    cr = Counter(tuple(t.shape) for t in sr.values())
+    cm = Counter(tuple(t.shape) for t in sm.values())
+    if cr == cm:
+        return
+    lines = [
+        f"the tensors of {name} differ from the reference's "
+        f"(reference: {len(sr)} tensors, yours: {len(sm)})"
+    ]
+    renamed = [k for k in sr if k in sm and sr[k].shape != sm[k].shape]
+    if renamed:
+        shapes = ", ".join(
+            f"{k} {tuple(sr[k].shape)} vs yours {tuple(sm[k].shape)}" for k in renamed[:_SHOW]
+        )
+        lines.append(f"  same name, other shape: {shapes}")
+    counts = [
+        f"{shape}: reference {cr[shape]}, yours {cm[shape]}"
+        for shape in dict.fromkeys([*cr, *cm])
+        if cr[shape] != cm[shape]
+    ]
+    lines.append("  tensors per shape (names aside): " + "; ".join(counts[:_SHOW]))
+    extra = [k for k in sm if k not in sr and cm[tuple(sm[k].shape)] > cr[tuple(sm[k].shape)]]
+    if extra:
+        lines.append(f"  yours only: {_keys_text(extra, sm)}")
+    lacking = [k for k in sr if k not in sm and cr[tuple(sr[k].shape)] > cm[tuple(sr[k].shape)]]
+    if lacking:
+        lines.append(f"  the reference only: {_keys_text(lacking, sr)}")
+    c.fail("\n".join(lines))
+
+
+def copy_weights(ref: nn.Module, mine: nn.Module) -> dict[str, str]:
+    """Copy the reference's tensors into ``mine``; returns {learner key: reference key}.
+
+    By name where name and shape agree, then the remaining tensors in order
+    among those of the same shape (call :func:`same_tensors` first).
+    """
+    sr, sm = ref.state_dict(), mine.state_dict()
+    mapping = {k: k for k in sm if k in sr and sr[k].shape == sm[k].shape}
+    left_r = [k for k in sr if k not in mapping.values()]
+    for k in sm:
+        if k in mapping:
+            continue
+        match = next((r for r in left_r if sr[r].shape == sm[k].shape), None)
+        if match is not None:
+            mapping[k] = match
+            left_r.remove(match)
+    with torch.no_grad():
+        for km, kr in mapping.items():
+            sm[km].copy_(sr[kr])
+    return mapping
+
+
+def strict_load(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
+    """``mine.load_state_dict(ref.state_dict(), strict=True)``; on failure list the keys."""
+    sr, sm = ref.state_dict(), mine.state_dict()
+    try:
+        c.call(f"{name}.load_state_dict(...)", lambda: mine.load_state_dict(sr, strict=True))
+        return
+    except RuntimeError as e:
+        error = " ".join(str(e).split())
+    missing = [k for k in sr if k not in sm]
+    unexpected = [k for k in sm if k not in sr]
+    wrong = [k for k in sr if k in sm and sr[k].shape != sm[k].shape]
+    lines = [
+        f"{name}.load_state_dict(reference state dict, strict=True) failed: the names are "
+        "the state_dict prefixes of the original (FACTS §3)"
+    ]
+    if missing:
+        lines.append(f"  missing in yours ({len(missing)}): {_keys_text(missing, sr)}")
+    if unexpected:
+        lines.append(f"  unexpected in yours ({len(unexpected)}): {_keys_text(unexpected, sm)}")
+    if wrong:
+        shapes = ", ".join(
+            f"{k} {tuple(sr[k].shape)} vs yours {tuple(sm[k].shape)}" for k in wrong[:_SHOW]
+        )
+        lines.append(f"  wrong shape ({len(wrong)}): {shapes}")
+    if len(lines) == 1:
+        lines.append(f"  {error}")
+    c.fail("\n".join(lines))
+
+
+def _tensors(inputs: Any) -> list[torch.Tensor]:
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)):
+        return [t for x in inputs for t in _tensors(x)]
+    return []
+
+
+def _clone_inputs(inputs: Any) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.detach().clone().requires_grad_(inputs.is_floating_point())
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(_clone_inputs(x) for x in inputs)
+    return inputs
+
+
+def _run(model: nn.Module, inputs: Any) -> Any:
+    return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+
+
+def compare_gradients(
+    c: Ladder,
+    ref: nn.Module,
+    mine: nn.Module,
+    inputs: Any,
+    mapping: dict[str, str],
+    what: str,
+    seed: int,
+    tol: str = "gradient",
+    input_names: Sequence[str] | None = None,
+) -> None:
+    """d/d(inputs) and d/d(parameters) of (module(*inputs) * w).sum(), w ~ N(0, 1) fixed.
+
+    ``inputs`` is one tensor or a tuple of positional arguments (lists inside are
+    fine). Parameters are paired through ``mapping`` from :func:`copy_weights`.
+    """
+    xr, xm = _clone_inputs(inputs), _clone_inputs(inputs)
+    out_r = _run(ref, xr)
+    w = torch.randn(out_r.shape, generator=torch.Generator().manual_seed(1000 + seed))
+    (out_r * w).sum().backward()
+    mine.zero_grad(set_to_none=True)
+    call = f"gradients of ({what} * w).sum(), w ~ N(0, 1)"
+    c.call(call, lambda: (_run(mine, xm) * w).sum().backward())
+    diagnose = dict(
+        models=(ref, mine), inputs=inputs, backward=True, loss_fn=lambda o: (o * w).sum()
+    )
+    tr, tm = _tensors(xr), _tensors(xm)
+    names = input_names or [f"input {i}" for i in range(len(tr))]
+    for n, a, b in zip(names, tr, tm):
+        if b.grad is None:
+            c.fail(f"{call}: no gradient reached {n} (a .detach() or torch.no_grad() in forward?)")
+        c.close(b.grad, a.grad, tol, f"d/d({n}) of {call}", **diagnose)
+    ref_params = dict(ref.named_parameters(remove_duplicate=False))
+    for km, pm in mine.named_parameters():
+        pr = ref_params.get(mapping.get(km, ""))
+        if pr is None or pr.grad is None:
+            continue
+        if pm.grad is None:
+            c.fail(f"{call}: no gradient reached your parameter `{km}` (is it an nn.Parameter?)")
+        c.close(pm.grad, pr.grad, tol, f"d/d({km}) of {call}", **diagnose)
+
+
+def build(c: Ladder, what: str, fn: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """The learner's module built under ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return c.call(what, fn)
