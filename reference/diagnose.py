@@ -175,7 +175,8 @@ class TensorStats:
     def __str__(self) -> str:
         s = f"{self.shape} {self.dtype}: "
         if self.n_nonfinite < self.numel:
-            s += f"min {self.min:.4g} max {self.max:.4g} mean {self.mean:.4g} absmax {self.absmax:.4g}"
+            s += f"min {self.min:.4g} max {self.max:.4g} mean {self.mean:.4g} "
+            s += f"absmax {self.absmax:.4g}"
         if not self.finite:
             s += (
                 " (of the finite values); "
@@ -487,7 +488,8 @@ def _compare(path: str, a: torch.Tensor, b: torch.Tensor, atol: float, rtol: flo
 def _compare_lists(xs: list, ys: list, atol: float, rtol: float) -> _Diff | None:
     pa, pb = [p for p, _ in xs], [p for p, _ in ys]
     if pa != pb:
-        problem = f"structure differs: A gives {', '.join(pa) or 'no tensor'}; B gives {', '.join(pb) or 'no tensor'}"
+        got_a, got_b = ", ".join(pa) or "no tensor", ", ".join(pb) or "no tensor"
+        problem = f"structure differs: A gives {got_a}; B gives {got_b}"
         return _Diff("", None, None, problem=problem)
     for (p, a), (_, b) in zip(xs, ys):
         d = _compare(p, a, b, atol, rtol)
@@ -535,7 +537,8 @@ class DivergenceReport:
     def __str__(self) -> str:
         tol = f"atol {self.atol:g}, rtol {self.rtol:g}"
         if not self.diverged:
-            s = f"no divergence: {self.n_compared} tensors match ({tol}; matched by {self.matched_by})"
+            s = f"no divergence: {self.n_compared} tensors match "
+            s += f"({tol}; matched by {self.matched_by})"
             return s + (f"\n  note: {self.note}" if self.note else "")
         b_name = ""
         if self.module_b is not None and (self.module_b != self.module or self.cls_b != self.cls_a):
@@ -573,9 +576,10 @@ def _pair_calls(ra: _Recorder, rb: _Recorder) -> tuple[list[tuple[_Call, _Call]]
         pairs = [(c, by_label[c.label]) for c in ra.calls if c.label in by_label]
         note = ""
         if only_a or only_b:
+            some_a, some_b = ", ".join(only_a[:3]) or "-", ", ".join(only_b[:3]) or "-"
             note = (
-                f"not compared: {len(only_a)} module call(s) only in A ({', '.join(only_a[:3]) or '-'})"
-                f" and {len(only_b)} only in B ({', '.join(only_b[:3]) or '-'})"
+                f"not compared: {len(only_a)} module call(s) only in A ({some_a}) "
+                f"and {len(only_b)} only in B ({some_b})"
             )
         return pairs, "module name", note
     leaves_a = [c for c in ra.calls if c.leaf and c.name != ROOT]

@@ -187,7 +187,8 @@ def _fetch(url: str, part: Path, size: int | None, progress: bool, timeout: floa
         if got > expected:
             part.unlink()
         raise WeightsError(
-            f"download of {url} incomplete: {got} of {expected} bytes; rerun the same command to resume"
+            f"download of {url} incomplete: {got} of {expected} bytes; "
+            f"rerun the same command to resume"
         )
 
 
