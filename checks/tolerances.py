@@ -38,6 +38,10 @@ _ROWS = [
     Tolerance("optimizer", 1e-6, 1e-5),
     # lr / mom schedules (float64 formulas).
     Tolerance("schedule", 1e-12, 1e-9),
+    # lr / lr_max and mom against fastai's own scheduler: combine_scheds keeps the leg
+    # boundaries in float32 (pct 0.1 -> 0.10000000149), so its positions are off by ~1e-8.
+    # Measured: <= 1.3e-7 (lr / lr_max) and <= 1.3e-8 (mom) up to 24 epochs x 700 batches.
+    Tolerance("fastai_schedule", 5e-7, 1e-6),
     # A whole model's forward (deep float32 sums).
     Tolerance("model", 1e-4, 1e-3),
     # The loss table of a short training run, step k.
