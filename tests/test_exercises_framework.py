@@ -136,7 +136,9 @@ def test_committed_stubs_equal_the_generated_ones():
     the regions is put back to the stub first, so this holds in a learner's clone too."""
     assert stub_files(), "no stub files"
     for f in stub_files():
-        committed = (EXERCISES_DIR / f).read_text()
+        path = EXERCISES_DIR / f
+        assert path.is_file(), f"exercises/{f} is missing: run `python -m checks.stubs`"
+        committed = path.read_text()
         expected = generated_stub(f)
         for rid in {r.id for r in find_regions(committed)}:
             committed = reset_regions(committed, expected, rid) or committed
