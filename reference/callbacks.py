@@ -131,8 +131,11 @@ class EpochSeed(Callback):
     def before_epoch(self) -> None:
         s = epoch_seed(self.seed, self.epoch)
         seed_everything(s)
-        dl = self.dls.train
-        dl.rng = random.Random(s)  # fastai's shuffle RNG (DataLoader.shuffle_fn)
+        # fastai's shuffle RNG (DataLoader.shuffle_fn); under DDP the train loader is a
+        # DistributedDL whose inner `.dl` shuffles, with the same seed on every rank.
+        for dl in (self.dls.train, getattr(self.dls.train, "dl", None)):
+            if dl is not None:
+                dl.rng = random.Random(s)
         if self.aug is not None:
             self.aug.set_random_seed(s)
 

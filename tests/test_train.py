@@ -327,3 +327,50 @@ def test_non_finite_weights_are_never_saved(tmp_path):
         model.weight[0, 0] = 1.0
     cb.after_epoch()  # 0.9 is still better than -inf: now it is written
     assert (tmp_path / "model.pth").exists() and cb.best_epoch == 4
+
+
+def test_workers_draw_their_own_augmentations_reproducibly(tiles, tmp_path):
+    """With NUM_WORKERS > 0 every worker gets a copy of the same albumentations RNG; the
+    reseed hook must make the workers' streams differ, and an epoch reseed must replay them."""
+    import shutil
+
+    from reference.callbacks import epoch_seed
+    from reference.config import validate
+    from reference.train import _dataloaders
+    from reference.utils import seed_everything
+
+    # 4 copies of one tile in both folders: two batches differ only by their augmentation.
+    one = sorted((tiles / "train_adj2").glob("*_img.tif"))[0]
+    for split in ("train_adj2", "val_adj2"):
+        (tmp_path / split).mkdir()
+        for k in range(4):
+            shutil.copy(one, tmp_path / split / f"{k}_img.tif")
+            shutil.copy(str(one).replace("_img", "_mask"), tmp_path / split / f"{k}_mask.tif")
+    dls, aug = _dataloaders(
+        validate({"PATH": str(tmp_path), "BS": 1, "NUM_WORKERS": 2}), torch.device("cpu")
+    )
+
+    def one_epoch() -> list[torch.Tensor]:
+        s = epoch_seed(11, 0)  # what EpochSeed does at before_epoch
+        seed_everything(s)
+        dls.train.rng = __import__("random").Random(s)
+        aug.set_random_seed(s)
+        return [x for x, _ in dls.train]
+
+    first, again = one_epoch(), one_epoch()
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    # Worker 0 makes batches 0 and 2, worker 1 batches 1 and 3: their first draws differ.
+    assert not torch.equal(first[0], first[1])
+
+
+def test_unfinished_exercises_and_cpu_mixed_precision_are_config_errors(tiles, out, tmp_path):
+    from reference.errors import WeightsError
+    from reference.train import train
+
+    with pytest.raises(ConfigError, match="IMPL exercises"):
+        train(config(tiles, out, "impl", IMPL="exercises"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="PRECISION fp16 needs a CUDA GPU"):
+            train(config(tiles, out, "fp16", PRECISION="fp16"))
+    with pytest.raises(WeightsError):
+        train(config(tiles, out, "weights", WEIGHTS=str(tmp_path / "missing.pth")))
