@@ -36,19 +36,22 @@ def main() -> int:
     n_params = sum(p.numel() for p in model.parameters())
     x = torch.rand(*args.shape)
 
-    def step() -> float:
-        t0 = time.perf_counter()
+    def step() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         model(x).sum().backward()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     step()  # warm-up: first-call allocations and oneDNN kernel selection
-    times = [step() for _ in range(args.repeats)]
+    runs = [step() for _ in range(args.repeats)]
+    times = [wall for wall, _ in runs]
+    # CPU seconds of this process (all threads) stay meaningful on a busy machine.
+    cpu = statistics.median(c for _, c in runs)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"{args.model}/{args.arch} {n_params:,} params, input {tuple(args.shape)}: "
         f"forward+backward median {statistics.median(times):.3f} s "
-        f"(runs {', '.join(f'{t:.3f}' for t in times)}); "
+        f"(runs {', '.join(f'{t:.3f}' for t in times)}), {cpu:.3f} CPU s; "
         f"torch threads {torch.get_num_threads()}, load average {load:.2f}"
     )
     return 0
