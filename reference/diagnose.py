@@ -937,7 +937,9 @@ def nan_hunt(
         c = bad_calls[0]
         ins = _lazy_list(c.inputs)
         culprit = c.label
-        if not all(s.finite for _, s in ins):
+        if not all(s.finite for _, s in ins) and bad_in:
+            culprit, note = None, "its inputs are non-finite because the model input is"
+        elif not all(s.finite for _, s in ins):
             culprit = c.parent
             note = (
                 f"its inputs are already non-finite: the values arise outside any module, in the "

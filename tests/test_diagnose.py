@@ -408,6 +408,8 @@ def test_nan_hunt_reports_a_non_finite_input():
     report = nan_hunt(mlp(), x)
     assert report.findings[0].phase == "input"
     assert report.findings[0].outputs[0][1].n_nan == 1
+    forward = report.findings[1]
+    assert forward.module == "0" and "model input" in forward.note and forward.culprit is None
 
 
 # --------------------------------------------------------------------------- shape trace
