@@ -98,6 +98,23 @@ def test_wrong_backward_is_reported_in_backward_with_its_module():
     assert report.value_b == pytest.approx(2 * report.value_a)
 
 
+class Cut(nn.Module):
+    def __init__(self, detach: bool) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.l, self.m, self.detach = nn.Linear(4, 4), nn.Linear(4, 2), detach
+
+    def forward(self, x):
+        h = self.l(x)
+        return self.m(h.detach() if self.detach else h)
+
+
+def test_a_detached_graph_in_b_is_reported_where_the_gradient_stops():
+    report = first_divergence(Cut(False), Cut(True), X)
+    assert report.phase == "backward" and report.module == "l"
+    assert "no gradient reached it in B" in report.where and ".detach()" in report.note
+
+
 class GradOnly(nn.Module):
     """Adds p - p.detach(): zero in the forward, but p's gradient is the output gradient
     (times ``scale``)."""
