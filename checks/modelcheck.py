@@ -97,22 +97,42 @@ def same_tensors(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
     c.fail("\n".join(lines))
 
 
+def _owner_class(module: nn.Module, key: str) -> str:
+    prefix = key.rpartition(".")[0]
+    try:
+        return type(module.get_submodule(prefix)).__name__ if prefix else type(module).__name__
+    except AttributeError:
+        return ""
+
+
+def _alike(ref: nn.Module, kr: str, mine: nn.Module, km: str, sr: dict, sm: dict) -> int:
+    """-1: other shapes; 0: same shape; 1: + same tensor name; 2: + same owner class."""
+    if sr[kr].shape != sm[km].shape:
+        return -1
+    if kr.rpartition(".")[2] != km.rpartition(".")[2]:
+        return 0
+    return 2 if _owner_class(ref, kr) == _owner_class(mine, km) else 1
+
+
 def copy_weights(ref: nn.Module, mine: nn.Module) -> dict[str, str]:
     """Copy the reference's tensors into ``mine``; returns {learner key: reference key}.
 
-    By name where name and shape agree, then the remaining tensors in order
-    among those of the same shape (call :func:`same_tensors` first).
+    By name where name and shape agree; the others in order among tensors of
+    the same shape, most alike first (call :func:`same_tensors` first).
     """
     sr, sm = ref.state_dict(), mine.state_dict()
     mapping = {k: k for k in sm if k in sr and sr[k].shape == sm[k].shape}
     left_r = [k for k in sr if k not in mapping.values()]
-    for k in sm:
-        if k in mapping:
-            continue
-        match = next((r for r in left_r if sr[r].shape == sm[k].shape), None)
-        if match is not None:
-            mapping[k] = match
-            left_r.remove(match)
+    left_m = [k for k in sm if k not in mapping]
+    # Most alike first: same shape, tensor name ('weight', 'bias') and owner class;
+    # then same shape and tensor name; then same shape.
+    for level in (2, 1, 0):
+        for k in list(left_m):
+            match = next((r for r in left_r if _alike(ref, r, mine, k, sr, sm) >= level), None)
+            if match is not None:
+                mapping[k] = match
+                left_r.remove(match)
+                left_m.remove(k)
     with torch.no_grad():
         for km, kr in mapping.items():
             sm[km].copy_(sr[kr])
