@@ -694,7 +694,8 @@ def first_divergence(
             d = _compare(ea.path, ea.value, eb.value, atol, rtol)
         if d is not None:
             culprit, why = _backward_note(ra, ea)
-            if eb is None:
+            if eb is None:  # the cut is in the caller's code or inside a consumer
+                culprit = ea.call.parent
                 why = (
                     "B's graph is cut after this tensor (a .detach(), torch.no_grad, .data or a "
                     "non-differentiable op); in A, " + why

@@ -113,6 +113,7 @@ def test_a_detached_graph_in_b_is_reported_where_the_gradient_stops():
     report = first_divergence(Cut(False), Cut(True), X)
     assert report.phase == "backward" and report.module == "l"
     assert "no gradient reached it in B" in report.where and ".detach()" in report.note
+    assert report.culprit == "(model)"  # the forward code that detaches
 
 
 class GradOnly(nn.Module):
