@@ -82,7 +82,15 @@ def check_modules(
         _check_modules(c, cases, tol, grad_tol, extra_shapes, extra_values, grad_seeds)
 
 
-def _check_modules(c, cases, tol, grad_tol, extra_shapes, extra_values, grad_seeds) -> None:
+def _check_modules(
+    c: Ladder,
+    cases: list[Case],
+    tol: str,
+    grad_tol: str,
+    extra_shapes: Callable[[Ladder], None] | None,
+    extra_values: Callable[[Ladder], None] | None,
+    grad_seeds: int,
+) -> None:
     refs: dict[tuple[int, int], nn.Module] = {}
 
     def ref_of(i: int, seed: int) -> nn.Module:
