@@ -155,12 +155,16 @@ class NanGuard(Callback):
     # After BatchLog (95), so the batch that exhausts the patience is logged before the stop.
     order = 96
 
-    def __init__(self, patience: int = 20, hunt: Any = None, log: Any = None) -> None:
-        self.patience, self.hunt, self.log = (
-            patience,
-            hunt,
-            log or (lambda s: print(s, file=sys.stderr)),
-        )
+    def __init__(
+        self,
+        patience: int = 20,
+        hunt: Any = None,
+        log: Any = None,
+        advice: str = "try a lower LR_MAX",
+    ) -> None:
+        self.patience, self.hunt, self.advice = patience, hunt, advice
+        # A leading newline keeps the message off the progress bar's line.
+        self.log = log or (lambda s: print("\n" + s, file=sys.stderr))
         self.streak, self.first_module, self.stop_message = 0, None, None
         self.events: list[dict] = []
 
@@ -192,8 +196,7 @@ class NanGuard(Callback):
         if self.streak >= self.patience:
             self.stop_message = (
                 f"training stopped at {where}: {self.streak} consecutive non-finite steps "
-                f"(NAN_PATIENCE {self.patience}); first seen: {self.first_module}; "
-                "try PRECISION fp32, a lower LR_MAX, or PRETRAINED encoder weights (FACTS §9)"
+                f"(NAN_PATIENCE {self.patience}); first seen: {self.first_module}; {self.advice}"
             )
             self.log(f"NaN guard: {self.stop_message}")
 

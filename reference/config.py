@@ -83,7 +83,7 @@ _KEYS = [
     Key("PRETRAINED", (str,), None, "ImageNet CoaT encoder checkpoint (`shakyo weights`)", nullable=True),
     Key("LABELS", (str,), None, "hard (majority mask) or soft (annotator mean); null = the recipe's",
         choices=("hard", "soft"), nullable=True),
-    Key("PRECISION", (str,), None, "fp32, bf16 or fp16 (GradScaler); null = fp32 on CPU, bf16 on a GPU with bf16",
+    Key("PRECISION", (str,), None, "fp32, bf16 or fp16 (GradScaler); null = bf16 on a GPU that supports it, else fp32",
         choices=("fp32", "bf16", "fp16"), nullable=True),
     Key("RECIPE", (str,), "published", "published: eps 1e-8, wd 0, hard labels (what the code did); "
         "writeup: eps 1e-4, wd 0.01, soft labels (what the write-up says)", choices=("published", "writeup")),

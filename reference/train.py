@@ -227,7 +227,7 @@ def build_learner(
     dls, aug = _dataloaders(cfg, device)
 
     n_acc = cfg.n_acc
-    guard = NanGuard(cfg.NAN_PATIENCE, hunt=_nan_hunt())
+    guard = NanGuard(cfg.NAN_PATIENCE, hunt=_nan_hunt(), advice=_nan_advice(cfg, precision))
     cbs = [
         EpochSeed(cfg.SEED, aug),
         ClipAndMeasure(3.0),
@@ -258,6 +258,17 @@ def build_learner(
     return learn, info
 
 
+def _nan_advice(cfg: Config, precision: str) -> str:
+    """What to try after a NaN stop, given this run's settings (FACTS §9)."""
+    tips = ["PRECISION fp32"] if precision != "fp32" else []
+    tips.append(f"a lower LR_MAX (now {cfg.LR_MAX:g})")
+    if not cfg.PRETRAINED and cfg.MODEL.startswith("CoaT"):
+        tips.append("PRETRAINED encoder weights (`shakyo weights coat_lite_medium --to weights`)")
+    return (
+        "try " + ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1] + " (FACTS §9)"
+    )
+
+
 def _nan_hunt():
     try:
         from reference.diagnose import nan_hunt
@@ -266,7 +277,9 @@ def _nan_hunt():
     return nan_hunt
 
 
-# Keys that may change between a run and its resumption without changing its numbers.
+# Keys that may change between a run and its resumption: they do not move the schedule.
+# (NUM_WORKERS and DEVICE still change float details: with workers, each worker reseeds its
+# augmentation from its id, so keep them equal for a bit-exact resume.)
 _RESUME_FREE = {"RESUME", "NUM_WORKERS", "DEVICE", "NAN_PATIENCE", "OUT"}
 
 
