@@ -112,7 +112,9 @@ def prepare_record(task: tuple[str, str, str, str, bool]) -> bool:
     rid = record_dir.name
     if all(p.exists() for p in _outputs(out, split, rid, single)):
         return False
-    record = read_record(record_dir)
+    # Only the masks this tile needs are read (and validated).
+    soft = split == "train" and labels == "soft"
+    record = read_record(record_dir, masks=(INDIVIDUAL_MASKS,) if soft else (PIXEL_MASK,))
     mask = tile_mask(record, split, labels, record_dir)
     multi, single_dir = SPLITS[split]
     # Image first, mask last: the mask's presence marks the record as complete.
@@ -208,6 +210,8 @@ def prepare(
         else:
             import multiprocessing as mp
 
+            # fork is safe here: the workers use only NumPy and tifffile (no thread
+            # pools inherited half-alive, unlike OpenCV in synth); it starts fastest.
             with mp.get_context("fork" if os.name != "nt" else "spawn").Pool(workers) as pool:
                 for done in pool.imap_unordered(prepare_record, tasks, chunksize=2):
                     written += done

@@ -66,19 +66,21 @@ def _check_mask(path: Path, arr: np.ndarray, hw: tuple[int, int], individual: bo
         raise DataError(f"{path}: shape {arr.shape}, expected {want} with H, W = {hw}")
     if individual and arr.shape[3] < 1:
         raise DataError(f"{path}: shape {arr.shape} has no annotators")
-    if not np.isin(arr, (0, 1)).all():
+    if not ((arr == 0) | (arr == 1)).all():
         raise DataError(f"{path}: mask values must be 0 or 1")
 
 
 def read_record(
-    directory: str | os.PathLike, bands: tuple[str, ...] = ASH_BANDS, masks: bool = True
+    directory: str | os.PathLike,
+    bands: tuple[str, ...] = ASH_BANDS,
+    masks: bool | tuple[str, ...] = True,
 ) -> dict[str, np.ndarray]:
     """Read and validate one Kaggle record folder.
 
     Returns a dict ``{'band_11': (H, W, 8) float, ..., 'human_pixel_masks':
-    (H, W, 1), 'human_individual_masks': (H, W, 1, R)}``; the mask keys are
-    present only when ``masks`` is true and the files exist (test records have
-    none). Raises DataError naming the file for a missing band, a wrong shape,
+    (H, W, 1), 'human_individual_masks': (H, W, 1, R)}``; a mask key is present
+    when that mask is asked for (``masks`` True = both, or a tuple of names)
+    and its file exists (test records have none). Raises DataError naming the file for a missing band, a wrong shape,
     a non-float dtype, NaN/inf values, a truncated file or non-binary masks.
     """
     directory = Path(directory)
@@ -92,10 +94,11 @@ def read_record(
         _check_band(path, arr, hw)
         hw = arr.shape[:2]
         record[f"band_{band}"] = arr
-    if masks and hw is not None:
+    wanted = (PIXEL_MASK, INDIVIDUAL_MASKS) if masks is True else masks or ()
+    if hw is not None:
         for name, individual in ((PIXEL_MASK, False), (INDIVIDUAL_MASKS, True)):
             path = directory / f"{name}.npy"
-            if path.exists():
+            if name in wanted and path.exists():
                 arr = _load_npy(path)
                 _check_mask(path, arr, hw, individual)
                 record[name] = arr

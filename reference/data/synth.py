@@ -56,7 +56,7 @@ DEFAULT_KNOBS: dict[str, object] = {
     "p_empty": 0.4,  # fraction of records without any contrail
     "contrails_per_256": 5.0,  # mean contrails of a non-empty 256² record (scales with size)
     "length": (0.25, 0.8),  # contrail length as a fraction of the image side
-    "width": (1.0, 3.0),  # full width in px
+    "width": (1.5, 3.0),  # full width in px (the labelled core is 1-3 px)
     "curvature": 0.15,  # max sagitta / length * 4 (0 = straight)
     "contrail_dt": (4.0, 8.0),  # K colder in B14 at full strength
     "contrail_split": (1.5, 3.0),  # K lower B15 - B14 at full strength
@@ -68,7 +68,7 @@ DEFAULT_KNOBS: dict[str, object] = {
     "low_cover": (0.0, 0.5),  # low-cloud cover fraction range
     "high_cover": (0.0, 0.3),  # cirrus cover fraction range
     "annotators": (3, 6),  # R, inclusive
-    "edge_jitter": 0.25,  # px: each annotator's half-width = true half-width ± this
+    "edge_jitter": 0.2,  # px: each annotator's half-width = true half-width ± this
     "end_jitter": 1.5,  # px: each annotator trims up to this much off each end
     "p_miss_strong": 0.03,  # chance that one annotator misses a strong contrail
     "p_miss_faint": 0.5,  # chance that one annotator misses a faint contrail
@@ -384,7 +384,6 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     # np.save(str) would append ".npy" to a temporary name; a file object keeps the name.
     with open(path, "wb") as f:
         np.save(f, arr)
-    os.chmod(path, 0o644)
 
 
 def _write_record(task: tuple[str, str, str, int, int, int, dict]) -> tuple[str, int, int]:
@@ -409,6 +408,11 @@ def _write_record(task: tuple[str, str, str, int, int, int, dict]) -> tuple[str,
         raise
     mask = record.get("human_pixel_masks")
     return split, int(mask.sum()) if mask is not None else 0, size * size if mask is not None else 0
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per worker process: the processes already fill the cores.
+    cv2.setNumThreads(1)
 
 
 def _metadata(seed: int, split: str, ids: list[str], size: int) -> str:
@@ -478,8 +482,11 @@ def synthesize(
         ) from None
     for split in SPLITS:
         for p in (out / split).iterdir():
-            if p.name.startswith(".tmp-"):  # left by an interrupted run
-                shutil.rmtree(p, ignore_errors=True)
+            if p.name.startswith(".tmp-"):
+                # Left by an interrupted run (hidden, so never read as a record). Only
+                # old ones are removed: a fresh one may belong to a run still writing.
+                if time.time() - p.stat().st_mtime > 3600:
+                    shutil.rmtree(p, ignore_errors=True)
             elif p.name not in ids[split]:
                 raise DataError(
                     f"{out / split}: holds record {p.name} that this seed and count would not write; "
@@ -503,7 +510,9 @@ def synthesize(
     else:
         import multiprocessing as mp
 
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's thread-pool state without
+        # its threads and can hang in its first cv2 call (seen under pytest).
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
             for _, pos, tot in pool.imap_unordered(_write_record, tasks, chunksize=2):
                 positive, total = positive + pos, total + tot
                 bar.update()
