@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from checks.ladder import SEEDS, Ladder
+from checks.ladder import SEEDS, Ladder, compare_arrays
 from checks.modelcheck import (
     build,
     compare_gradients,
@@ -35,6 +35,7 @@ from checks.modelcheck import (
     same_tensors,
     strict_load,
 )
+from checks.tolerances import tolerance
 from reference.models import coat as ref_coat
 from reference.models import layers as ref_layers
 
@@ -227,8 +228,15 @@ def _icnr_values(c: Ladder) -> None:
             if not isinstance(conv, nn.Conv2d):
                 c.fail(f"{name}[0] must be the 1x1 nn.Conv2d (got {type(conv).__name__})")
             what = f"torch.manual_seed({seed}); {name}[0].weight"
+            c.same_shape(conv.weight, ref[0].weight, what)
             _shared_subpixels(c, conv.weight, 2, what)
-            c.close(conv.weight, ref[0].weight, "data", what + " (ICNR after the conv's init)")
+            report = compare_arrays(conv.weight, ref[0].weight, tolerance("data"))
+            if report is not None:
+                c.fail(
+                    f"called:   {what}\n{report}\n  the kernels are shared as ICNR wants, but they "
+                    "are not the original's draw: build the nn.Conv2d first (its own init draws "
+                    "from the generator), then overwrite its weight with icnr_init"
+                )
             what = f"torch.manual_seed({seed}); {name}[0].bias"
             c.close(conv.bias, ref[0].bias, "data", what + " (PyTorch's default init, untouched)")
 
