@@ -1,6 +1,6 @@
 """Benchmark: `shakyo prepare` (worker processes) against a plain single-process loop.
 
-    .venv/bin/python benchmarks/prepare.py [--records 48] [--size 256] [--workers N] [--dir DIR]
+    .venv/bin/python benchmarks/prepare.py [--records 96] [--size 256] [--workers N] [--dir DIR]
 
 Synthesizes one dataset (printing synth records/s), converts it twice into
 fresh folders, once with a plain loop (read bands, ash colour, floor, write
@@ -60,7 +60,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--records", type=int, default=48, help="train records (validation gets a quarter)"
+        "--records", type=int, default=96, help="train records (validation gets a quarter)"
     )
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
