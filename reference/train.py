@@ -23,8 +23,11 @@ Run directory OUT/FNAME::
 Several GPUs: start with `torchrun --nproc_per_node N -m reference.cli train CFG`
 (or `accelerate launch`). WORLD_SIZE > 1 switches on fastai's distributed context
 (`learn.distrib_ctx()`: DistributedDataParallel, each rank a shard of every
-batch; needs the `accelerate` package); BS stays the per-GPU batch size; only
-rank 0 writes files. There is no nn.DataParallel path.
+batch; needs the `accelerate` package); only rank 0 writes files. BS is the
+per-GPU batch and ACC counts the samples one rank sees, while DDP averages the
+ranks' gradients: the published 2-GPU DataParallel run (BS 8 split 4 + 4, n_acc 4,
+gradient x2, a step every batch) is `BS 4 ACC 2` on 2 GPUs. There is no
+nn.DataParallel path.
 """
 
 from __future__ import annotations
