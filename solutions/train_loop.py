@@ -1,0 +1,124 @@
+"""fastai's fit_one_cycle, as the original trained, in plain PyTorch (FACTS §7).
+
+Exercise ``train-loop``. It needs ``one-cycle`` (schedule.py) first.
+
+What fastai's Learner does with the original's callbacks, step by step:
+
+- one-cycle: lr and mom of every training batch from ``one_cycle`` (also for the
+  batches that accumulation does not step on); mom is Adam's β₁, ``betas[0]``.
+- GradientAccumulation(n_acc) counts **samples**: every loss is backpropagated as
+  loss / (n_acc / bs); once the running count reaches n_acc the optimizer steps and
+  the count restarts. The count lives across epochs (fastai resets it once per fit).
+- GradientClip(clip): the global L2 norm of the accumulated gradient, just before a step.
+- Recorder: train_loss is the smoothed loss, an EMA (β = 0.98) of the raw batch losses,
+  debiased by 1 − βⁿ, with n counting every training batch of the run (never reset);
+  valid_loss is the mean over the validation set weighted by batch size.
+- SaveModelCallback(monitor=metric): keeps the weights of the best epoch (strictly
+  better only) and loads them back at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .schedule import one_cycle
+
+
+def fit_one_cycle(
+    model: nn.Module,
+    train_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    valid_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    lr_max: float,
+    opt: torch.optim.Optimizer,
+    loss_func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    metric: Any,
+    pct_start: float = 0.25,
+    n_acc: int = 32,
+    clip: float | None = None,
+    beta: float = 0.98,
+) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+    """Train ``model`` like ``Learner.fit_one_cycle`` with GradientAccumulation(n_acc),
+    GradientClip(clip) and SaveModelCallback(monitor=metric.name).
+
+    model: (B, ...) -> (B, 1, H, W) logits; train_batches / valid_batches: lists of
+    (x, y) batches, iterated in this order in every epoch (no shuffling here);
+    opt: an optimizer already built on ``model.parameters()`` whose param groups hold
+    'lr' and 'betas' (e.g. Over9000); loss_func(pred, y) -> scalar; metric: a fastai-style
+    metric (reset(), accumulate(learn) reading learn.pred and learn.y, value, name), e.g. F_th.
+
+    Returns (table, log) and leaves the best epoch's weights in ``model``:
+    table: one dict per epoch {"epoch", "train_loss", "valid_loss", metric.name: value};
+    log: one dict per training batch {"epoch", "batch", "lr", "mom", "loss" (the raw loss
+    of the batch, a float), "step" (True when the optimizer stepped after it)}.
+    """
+    # BEGIN EXERCISE train-loop
+    lrs, moms = one_cycle(epochs, len(train_batches), lr_max, pct_start)
+    table: list[dict[str, float]] = []
+    log: list[dict[str, Any]] = []
+    smooth, n_smooth = 0.0, 0
+    count = 0  # samples since the last optimizer step
+    best, best_state = None, None
+    i = 0
+    for epoch in range(epochs):
+        model.train()
+        for b, (x, y) in enumerate(train_batches):
+            for group in opt.param_groups:
+                group["lr"] = lrs[i]
+                group["betas"] = (moms[i], group["betas"][1])
+            pred = model(x)
+            loss = loss_func(pred, y)
+            bs = len(y)
+            (loss / (n_acc / bs)).backward()
+            smooth = beta * smooth + (1 - beta) * loss.item()
+            n_smooth += 1
+            count += bs
+            stepped = count >= n_acc
+            if stepped:
+                if clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
+                opt.step()
+                opt.zero_grad()
+                count = 0
+            log.append(
+                {
+                    "epoch": epoch,
+                    "batch": b,
+                    "lr": lrs[i],
+                    "mom": moms[i],
+                    "loss": loss.item(),
+                    "step": stepped,
+                }
+            )
+            i += 1
+
+        model.eval()
+        metric.reset()
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for x, y in valid_batches:
+                pred = model(x)
+                total += loss_func(pred, y).item() * len(y)
+                n += len(y)
+                metric.accumulate(SimpleNamespace(pred=pred, y=y))
+        value = float(metric.value)
+        table.append(
+            {
+                "epoch": epoch,
+                "train_loss": smooth / (1 - beta**n_smooth),
+                "valid_loss": total / n,
+                metric.name: value,
+            }
+        )
+        if best is None or value > best:
+            best, best_state = value, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return table, log
+    # END EXERCISE train-loop
