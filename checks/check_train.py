@@ -150,7 +150,7 @@ def check_one_cycle(c: Ladder) -> None:
 # some steps, not all), lr_max 3 (Ralamb's first 5 steps are un-normalised: the weights
 # move visibly in 5 steps).
 _LOOP = {"epochs": 2, "lr_max": 3.0, "pct_start": 0.25, "n_acc": 6, "clip": 0.5}
-_BS, _N_TRAIN, _N_VALID, _SIZE = 2, 16, 5, 32  # 5 validation samples: batches of 2, 2, 1
+_BS, _N_TRAIN, _N_VALID, _SIZE = 2, 16, 5, 16  # 5 validation samples: batches of 2, 2, 1
 
 
 class TinyNet(nn.Module):
