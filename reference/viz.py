@@ -113,11 +113,54 @@ def _run_record(args: argparse.Namespace) -> int:
     return 0
 
 
-# Subcommand name -> (adds its arguments, runs it). Figures of training runs
-# (`predictions`, `curves`) go here: implement them in reference/figures.py and
-# add a `_add_<name>` / runner pair that imports reference.figures lazily.
+def _add_curves(sub) -> None:
+    p = sub.add_parser("curves", help="training curves of a run: loss, lr, mom, grad norm, f_th")
+    p.add_argument("run_dir", help="a training run folder (OUT/FNAME) with history.csv")
+    p.add_argument("--out", help="PNG file to write (default RUN_DIR/curves.png)")
+
+
+def _run_curves(args: argparse.Namespace) -> int:
+    from reference.figures import plot_training_curves
+
+    run_dir = Path(args.run_dir)
+    for name in ("history.csv", "batches.csv"):
+        if not (run_dir / name).is_file():
+            raise DataError(
+                f"{run_dir / name}: not found; is {run_dir} a `shakyo train` run folder?"
+            )
+    path = plot_training_curves(run_dir, args.out or run_dir / "curves.png")
+    print(f"viz: wrote {path}")
+    return 0
+
+
+def _add_predictions(sub) -> None:
+    p = sub.add_parser(
+        "predictions", help="validation records: ash | truth | probability | prediction | errors"
+    )
+    p.add_argument("run_dir", help="a training run folder (OUT/FNAME) with model.pth")
+    p.add_argument("--data", help="validation tile folder (default: PATH/val_adj2 of the run)")
+    p.add_argument("--out", help="PNG file to write (default RUN_DIR/predictions.png)")
+
+
+def _run_predictions(args: argparse.Namespace) -> int:
+    # `shakyo evaluate` draws the predictions figure with the threshold it finds.
+    from reference.evaluate import evaluate
+
+    result = evaluate(args.run_dir, data=args.data)
+    src = Path(args.run_dir) / "predictions.png"
+    if args.out and Path(args.out) != src:
+        with atomic_path(args.out) as tmp:
+            tmp.write_bytes(src.read_bytes())
+    print(f"viz: wrote {args.out or src} (threshold {result['threshold']:.2f})")
+    return 0
+
+
+# Subcommand name -> (adds its arguments, runs it). Figures of training runs are
+# drawn by reference/figures.py, imported lazily.
 FIGURES: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "record": (_add_record, _run_record),
+    "curves": (_add_curves, _run_curves),
+    "predictions": (_add_predictions, _run_predictions),
 }
 
 
