@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import torch
@@ -168,6 +169,51 @@ def check_over9000(c: Ladder) -> None:
                 None,
                 f"Lookahead(Ralamb(params, lr={_LR}), alpha=0.3, k=4), 13 steps (seed {seed})",
             )
+
+    with c.rung("state_dict"):
+        # A checkpoint in the middle of a run: 7 steps, state_dict() through torch.save /
+        # torch.load, a fresh Over9000 on fresh tensors, load_state_dict(), 6 more steps.
+        # The resumed run must equal an uninterrupted one: Ralamb's moments and step counts,
+        # Lookahead's slow weights (born at step 6) and step counter (sync at step 12), and
+        # param groups that a scheduler can still write into.
+        for seed in SEEDS:
+            shapes = _PARAM_SHAPES[seed]
+            params = make_params(seed, shapes)
+            grads = make_grads(seed, shapes, 13)
+            sched = schedule(13)
+            what = f"Over9000(params, lr={_LR}): 7 steps, state_dict() -> torch.save/load -> a new Over9000.load_state_dict(), 6 more steps (seed {seed})"
+            ref = [
+                ps
+                for _, ps in _run(
+                    None, lambda ps: ref_optim.Over9000(ps, lr=_LR), params, grads, sched, what
+                )
+            ]
+            ps = [p.clone().requires_grad_() for p in params]
+            opt = c.call(what, lambda ps=ps: m.Over9000(ps, lr=_LR))
+            for t in range(7):
+                for group in opt.param_groups:
+                    group["lr"], group["betas"] = sched[t][0], (sched[t][1], group["betas"][1])
+                for p, gr in zip(ps, grads[t]):
+                    p.grad = None if gr is None else gr.clone()
+                c.call(f"{what}: step {t + 1}", opt.step)
+            buf = io.BytesIO()
+            torch.save(c.call(f"{what}: state_dict()", opt.state_dict), buf)
+            buf.seek(0)
+            saved = torch.load(buf, weights_only=False)
+            ps = [p.detach().clone().requires_grad_() for p in ps]  # the resumed model's tensors
+            opt = c.call(what, lambda ps=ps: m.Over9000(ps, lr=_LR))
+            c.call(f"{what}: load_state_dict(saved)", lambda o=opt, s=saved: o.load_state_dict(s))
+            for t in range(7, 13):
+                for group in opt.param_groups:
+                    group["lr"], group["betas"] = sched[t][0], (sched[t][1], group["betas"][1])
+                for p, gr in zip(ps, grads[t]):
+                    p.grad = None if gr is None else gr.clone()
+                c.call(f"{what}: step {t + 1}", opt.step)
+                for i, (pm, pr, p0) in enumerate(zip(ps, ref[t], params)):
+                    desc = (
+                        f"{what}: parameter {i} {tuple(p0.shape)} after step {t + 1}, as p_t − p_0"
+                    )
+                    c.close(pm.detach() - p0, pr - p0, "optimizer", desc)
 
     with c.rung("training"):
         # As the trainer uses it: fastai's OptimWrapper, whose set_hyper('mom') writes betas[0].

@@ -147,6 +147,37 @@ class Lookahead(Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
+    def state_dict(self):
+        """The base optimizer's state_dict (moments, steps, groups) plus the slow weights
+        (by parameter index) and the step counter: what a checkpoint needs to resume."""
+        # BEGIN EXERCISE over9000
+        state_dict = self.optimizer.state_dict()
+        params = [p for group in self.param_groups for p in group["params"]]
+        state_dict["slow_state"] = {
+            i: self.state[p]["slow_buffer"]
+            for i, p in enumerate(params)
+            if "slow_buffer" in self.state.get(p, {})
+        }
+        state_dict["step_counter"] = self.step_counter
+        return state_dict
+        # END EXERCISE over9000
+
+    def load_state_dict(self, state_dict):
+        # BEGIN EXERCISE over9000
+        state_dict = dict(state_dict)
+        slow_state = state_dict.pop("slow_state", {})
+        self.step_counter = state_dict.pop("step_counter", 0)
+        self.optimizer.load_state_dict(state_dict)
+        # The base's load_state_dict built new group dicts: share them again, or a
+        # scheduler writing lr into self.param_groups would no longer reach the base.
+        self.param_groups = self.optimizer.param_groups
+        params = [p for group in self.param_groups for p in group["params"]]
+        self.state = defaultdict(dict)
+        for i, slow in slow_state.items():
+            p = params[int(i)]
+            self.state[p]["slow_buffer"] = slow.detach().to(p.device, p.dtype).clone()
+        # END EXERCISE over9000
+
 
 def Over9000(params, alpha=0.5, k=6, **kwargs):
     """Lookahead(Ralamb(params, **kwargs), alpha, k): the optimizer of the original solution."""
