@@ -53,6 +53,11 @@ def fit_one_cycle(
     'lr' and 'betas' (e.g. Over9000); loss_func(pred, y) -> scalar; metric: a fastai-style
     metric (reset(), accumulate(learn) reading learn.pred and learn.y, value, name), e.g. F_th.
 
+    Before every training batch, lr and mom of ``one_cycle(epochs, len(train_batches),
+    lr_max, pct_start)`` go into every param group: group['lr'] and group['betas'][0] (the
+    check reads them from opt.param_groups[0] at each opt.step()). Validation runs in eval
+    mode under torch.no_grad() after every epoch.
+
     Returns (table, log) and leaves the best epoch's weights in ``model``:
     table: one dict per epoch {"epoch", "train_loss", "valid_loss", metric.name: value};
     log: one dict per training batch {"epoch", "batch", "lr", "mom", "loss" (the raw loss
