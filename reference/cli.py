@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "viz": ("reference.viz", "draw figures (viz record RECORD_DIR --out FILE.png, ...)"),
     "weights": ("reference.models.weights", "download an official CoaT ImageNet checkpoint"),
     "train": ("reference.train", "train a model from a JSON config (KEY VALUE overrides)"),
-    "evaluate": ("reference.evaluate", "Dice curve over thresholds and the best threshold of a run"),
+    "evaluate": (
+        "reference.evaluate",
+        "Dice curve over thresholds and the best threshold of a run",
+    ),
     "predict": ("reference.infer", "predict test record folders and write submission.csv"),
     "submission": ("reference.submission", "validate a submission file (submission check FILE)"),
     "demo": ("reference.demo", "synthesize, prepare, train, evaluate and predict on a laptop CPU"),
