@@ -1,0 +1,189 @@
+"""Benchmark: the reference training Learner against the published one, and the data loader.
+
+    .venv/bin/python benchmarks/train_step.py [--arch tiny] [--size 64] [--train 24] [--repeats 3]
+
+Both Learners train the same seeded CoaT_ULSTM (fp32, CPU) on the same
+synthetic tiles with the same DataLoaders, loss, metric, optimizer and
+one-cycle schedule. They differ only in their callbacks:
+
+- reference: ``reference.train.build_learner`` (GradientClip measured per step,
+  GradientAccumulation, NaN guard, per-batch log batches.csv, best model,
+  checkpoint + history every epoch, per-epoch reseeding);
+- published: GradientClip(3.0), GradientAccumulation, CSVLogger,
+  SaveModelCallback(monitor='f_th'), i.e. the published train.py's list.
+
+Each repeat fits one epoch of each Learner, alternating, so that a load spike
+of the machine hits both; the best (fastest) repeat of each is kept. Printed:
+training samples/s (the training phase of the epoch) and epoch samples/s
+(training + validation + end-of-epoch callbacks), and reference/published.
+Then the training DataLoader alone (augmentation on) at NUM_WORKERS 0 and 2.
+Other processes skew the numbers: quote the load average printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastai.callback.core import Callback  # noqa: E402
+
+from reference.config import validate  # noqa: E402
+from reference.data.prepare import prepare  # noqa: E402
+from reference.data.synth import synthesize  # noqa: E402
+
+
+class _Clock(Callback):
+    """Wall time of the training phase and of the whole epoch (all callbacks included)."""
+
+    def __init__(self, order: int, marks: dict, starts: bool) -> None:
+        self.order, self.marks, self.starts = order, marks, starts
+
+    def _mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter()
+
+    def before_epoch(self) -> None:
+        if self.starts:  # the first callback of the epoch
+            self._mark("epoch0")
+
+    def before_train(self) -> None:
+        if self.starts:
+            self._mark("train0")
+
+    def after_train(self) -> None:
+        if not self.starts:  # the last callback of the training phase
+            self._mark("train1")
+
+    def after_epoch(self) -> None:
+        if not self.starts:
+            self._mark("epoch1")
+
+
+def _timed(learn) -> dict:
+    marks: dict = {}
+    learn.add_cbs([_Clock(-10_000, marks, True), _Clock(10_000, marks, False)])
+    return marks
+
+
+def published_learner(cfg, run_dir: Path):
+    """The published train.py's Learner (FACTS §7) on the reference's data, model and loss."""
+    import torch
+    from fastai.callback.progress import CSVLogger
+    from fastai.callback.tracker import SaveModelCallback
+    from fastai.callback.training import GradientAccumulation, GradientClip
+    from fastai.learner import Learner
+
+    from reference.losses import loss_comb
+    from reference.metrics import F_th
+    from reference.models import get_model
+    from reference.optim import over9000_opt_func
+    from reference.train import _dataloaders
+    from reference.utils import seed_everything
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Same seed, same order as build_learner: the two Learners start from the same weights.
+    seed_everything(cfg.SEED)
+    model = get_model(cfg.MODEL, arch=cfg.ARCH)
+    dls, _ = _dataloaders(cfg, torch.device("cpu"))
+    cbs = [
+        GradientClip(3.0),
+        GradientAccumulation(cfg.n_acc),
+        CSVLogger(),
+        SaveModelCallback(monitor="f_th"),
+    ]
+    return Learner(dls, model, loss_func=loss_comb, metrics=[F_th()], cbs=cbs,
+                   opt_func=over9000_opt_func(eps=cfg.eps, weight_decay=cfg.weight_decay),
+                   path=run_dir, model_dir=".")  # fmt: skip
+
+
+def bench_learners(cfg_ref, cfg_pub, repeats: int) -> dict:
+    from reference.train import build_learner
+
+    ref, _ = build_learner(cfg_ref, cfg_ref.run_dir)
+    pub = published_learner(cfg_pub, cfg_pub.run_dir)
+    n_train = len(ref.dls.train) * cfg_ref.BS  # drop_last: full batches only
+    n_valid = len(ref.dls.valid.dataset)
+    best = {
+        name: {"train": float("inf"), "epoch": float("inf")} for name in ("reference", "published")
+    }
+    for r in range(repeats + 1):  # repeat 0 warms up (allocator, first-call costs)
+        for name, learn in (("reference", ref), ("published", pub)):
+            marks = _timed(learn)
+            with learn.no_bar(), learn.no_logging():
+                learn.fit_one_cycle(1, cfg_ref.LR_MAX, pct_start=cfg_ref.PCT_START)
+            learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, _Clock)])
+            if r == 0:
+                continue
+            best[name]["train"] = min(best[name]["train"], marks["train1"] - marks["train0"])
+            best[name]["epoch"] = min(best[name]["epoch"], marks["epoch1"] - marks["epoch0"])
+    return {"best": best, "n_train": n_train, "n_valid": n_valid}
+
+
+def bench_loader(cfg, workers: int, passes: int) -> float:
+    """Samples/s of the augmented training DataLoader alone (best of ``passes``)."""
+    import torch
+
+    from reference.config import Config
+    from reference.train import _dataloaders
+
+    cfg = Config(cfg, NUM_WORKERS=workers)
+    dls, _ = _dataloaders(cfg, torch.device("cpu"))
+    best = float("inf")
+    for _ in range(passes + 1):
+        t = time.perf_counter()
+        n = sum(len(x) for x, _ in dls.train)
+        best = min(best, time.perf_counter() - t)
+    return n / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="tiny", choices=("tiny", "mini"))
+    ap.add_argument("--size", type=int, default=64, help="tile side (64-128)")
+    ap.add_argument("--train", type=int, default=24, help="training tiles")
+    ap.add_argument("--bs", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    import torch
+
+    work = Path(args.dir or tempfile.mkdtemp(prefix="shakyo-bench-"))
+    synthesize(work / "data", args.train, 4, 0, seed=1, size=args.size, progress=False)
+    prepare(work / "data", work / "tiles", progress=False)
+    base = dict(PATH=str(work / "tiles"), OUT=str(work / "runs"), ARCH=args.arch, BS=args.bs,
+                ACC=args.bs, EPOCHS=1, NUM_WORKERS=0, PRECISION="fp32", DEVICE="cpu",
+                LR_MAX=1e-3, PCT_START=0.25)  # fmt: skip
+    cfg_ref = validate({**base, "FNAME": "reference"})
+    cfg_pub = validate({**base, "FNAME": "published"})
+    print(
+        f"CoaT_ULSTM {args.arch}, {args.size}x{args.size} tiles, BS {args.bs}, fp32 CPU, "
+        f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} "
+        f"(before), scratch {work}"
+    )
+    res = bench_learners(cfg_ref, cfg_pub, args.repeats)
+    b, n, nv = res["best"], res["n_train"], res["n_valid"]
+    for name in ("reference", "published"):
+        print(
+            f"{name:9s}  train {n / b[name]['train']:7.2f} samples/s   "
+            f"epoch ({n} train + {nv} valid) {b[name]['epoch']:6.2f} s"
+        )
+    print(
+        f"ratio reference/published: train samples/s {b['published']['train'] / b['reference']['train']:.3f}, "
+        f"epoch time {b['reference']['epoch'] / b['published']['epoch']:.3f}"
+    )
+    loader = {w: bench_loader(cfg_ref, w, args.repeats) for w in (0, 2)}
+    print(
+        f"data loader with augmentation: NUM_WORKERS 0 {loader[0]:.1f} samples/s, "
+        f"NUM_WORKERS 2 {loader[2]:.1f} samples/s, ratio 2/0 {loader[2] / loader[0]:.2f}"
+    )
+    print(f"load average {os.getloadavg()[0]:.1f} (after)")
+
+
+if __name__ == "__main__":
+    main()
