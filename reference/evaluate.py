@@ -34,19 +34,12 @@ N_FIGURE_RECORDS = 4  # rows of predictions.png
 
 
 def _read_config(run_dir: Path) -> dict:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: not found; RUN_DIR must be a folder written by `shakyo train` "
-            "(config.json + model.pth)"
-        )
-    try:
-        cfg = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e}); rerun `shakyo train`") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: must hold a JSON object of config keys")
-    return cfg
+    from reference.infer import read_run_config
+
+    return read_run_config(
+        run_dir,
+        missing="RUN_DIR must be a folder written by `shakyo train` (config.json + model.pth)",
+    )
 
 
 def resolve_val_dir(cfg: dict, data: str | os.PathLike | None) -> Path:

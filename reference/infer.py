@@ -67,6 +67,24 @@ def normalise_weights(model_weights: Sequence[float] | None, n_models: int) -> l
     return [float(w) / total for w in model_weights]
 
 
+def read_run_config(run_dir: str | os.PathLike, missing: str) -> dict:
+    """The ``config.json`` that ``shakyo train`` wrote into ``run_dir``, as a dict.
+
+    A missing, unreadable or non-object file is a one-line ConfigError; ``missing``
+    says what to do when the file is not there.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; {missing}")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); rerun `shakyo train`") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: must hold a JSON object of config keys")
+    return cfg
+
+
 def build_model(weights_path: str | os.PathLike, model: str | None = None, arch: str | None = None):
     """A model in eval mode with the state_dict of ``weights_path`` loaded (strict).
 
@@ -80,15 +98,10 @@ def build_model(weights_path: str | os.PathLike, model: str | None = None, arch:
         raise WeightsError(f"{weights_path}: weights file not found; pass the model.pth of a run")
     if model is None:
         cfg_path = weights_path.parent / "config.json"
-        if not cfg_path.is_file():
-            raise ConfigError(
-                f"{cfg_path}: not found; it names the model of {weights_path.name}. "
-                "Pass --model NAME [--arch ARCH] instead"
-            )
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{cfg_path}: not valid JSON ({e})") from None
+        cfg = read_run_config(
+            weights_path.parent,
+            missing=f"it names the model of {weights_path.name}. Pass --model NAME [--arch ARCH] instead",
+        )
         if "MODEL" not in cfg:
             raise ConfigError(f"{cfg_path}: no key MODEL; pass --model NAME instead")
         model, arch = cfg["MODEL"], arch or cfg.get("ARCH")
