@@ -2,11 +2,16 @@
 
     .venv/bin/python benchmarks/prepare.py [--records 96] [--size 256] [--workers N] [--dir DIR]
 
-Synthesizes one dataset (printing synth records/s), converts it twice into
-fresh folders, once with a plain loop (read bands, ash colour, floor, write
-tifs) and once with `reference.data.prepare.prepare`, checks that both wrote
-the same bytes, and prints the records/s of each and their ratio, from this one
-run. The data goes to /dev/shm when it exists, so the disk's write speed (a
+Synthesizes one dataset (printing synth records/s), converts it into fresh
+folders with a plain loop (read bands, ash colour, floor, write tifs) and with
+`reference.data.prepare.prepare`, checks that both wrote the same bytes, and
+prints the records/s of each and their ratio, from this one run.
+
+The ratio has two sources, printed apart: prepare's per-record work is cheaper
+(one fused uint8 pass instead of np.stack + clip + cast; glibc told to keep
+freed blocks, see `reference.utils.keep_heap_memory`), measured by
+`prepare --workers 1` in this process against the plain loop; and the worker
+processes, measured by `--workers N` against `--workers 1`. The data goes to /dev/shm when it exists, so the disk's write speed (a
 256² record is 19 MB of float32 bands) does not hide the CPU work; pass --dir
 to measure on a disk. Other processes on the machine skew the numbers: quote
 the load average printed with them.
@@ -30,6 +35,7 @@ import tifffile  # noqa: E402
 from reference.data.ash import get_false_color  # noqa: E402
 from reference.data.prepare import prepare  # noqa: E402
 from reference.data.synth import synthesize  # noqa: E402
+from reference.utils import keep_heap_memory  # noqa: E402
 
 
 def plain_loop(data: Path, out: Path) -> float:
@@ -87,16 +93,26 @@ def main() -> None:
             f"synth:    {s['records']} records at {args.size}² in {s['seconds']:.2f} s = {s['records_per_s']:.1f} records/s ({args.workers} workers)"
         )
         n = args.records + n_val
-        t_plain = plain_loop(root / "data", root / "plain")
+        t_plain = plain_loop(root / "data", root / "plain")  # before keep_heap_memory below
         p = prepare(root / "data", root / "parallel", workers=args.workers, progress=False)
+        keep_heap_memory()  # what `shakyo prepare --workers 1` does in its own process
+        one = prepare(root / "data", root / "one", workers=1, progress=False)
         for folder in ("train_adj2", "val_adj2"):
             for f in sorted((root / "plain" / folder).iterdir()):
-                assert f.read_bytes() == (root / "parallel" / folder / f.name).read_bytes(), f
+                for other in ("parallel", "one"):
+                    assert f.read_bytes() == (root / other / folder / f.name).read_bytes(), f
         print(
             f"plain loop: {n} records in {t_plain:.2f} s = {n / t_plain:.1f} records/s (1 process)"
         )
         print(
             f"prepare:    {n} records in {p['seconds']:.2f} s = {p['records_per_s']:.1f} records/s ({args.workers} workers)"
+        )
+        print(
+            f"prepare --workers 1: {n} records in {one['seconds']:.2f} s = {one['records_per_s']:.1f} records/s"
+        )
+        print(
+            f"per-record work, prepare --workers 1 / plain loop: {t_plain / one['seconds']:.2f}x; "
+            f"workers, {args.workers} / 1: {one['seconds'] / p['seconds']:.2f}x"
         )
         print(
             f"ratio prepare / plain loop: {t_plain / p['seconds']:.2f}x  (load average now {os.getloadavg()[0]:.1f})"

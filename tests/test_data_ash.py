@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference.data import get_false_color
-from reference.data.ash import to_uint8
+from reference.data.ash import false_color_uint8, to_uint8
 
 
 def _record(b11, b14, b15):
@@ -68,3 +70,26 @@ def test_full_returns_every_frame_and_default_is_frame_4():
 def test_to_uint8_truncates_not_rounds(v, expected):
     # 0.5 -> 127.5 -> 127 and 0.9 -> 229.5 -> 229: a cast, not a rounding.
     assert to_uint8(np.array([v], np.float32))[0] == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    spread=st.sampled_from([0.5, 5.0, 40.0]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_fused_uint8_colour_equals_floor_of_get_false_color(seed, h, w, spread, dtype):
+    """shakyo prepare writes false_color_uint8; it must be the same bytes as the
+    readable to_uint8(get_false_color(full=True)), clipping included."""
+    rng = np.random.default_rng(seed)
+    b14 = rng.normal(270, spread * 2, (h, w, 8))
+    rec = _record(
+        b14 - rng.normal(2, spread, (h, w, 8)), b14, b14 + rng.normal(-1, spread, (h, w, 8))
+    )
+    rec = {k: v.astype(dtype) for k, v in rec.items()}
+    want = to_uint8(get_false_color(rec, full=True))
+    got = false_color_uint8(rec)
+    assert got.dtype == np.uint8 and got.shape == (h, w, 3, 8)
+    np.testing.assert_array_equal(got, want)

@@ -55,3 +55,33 @@ def to_uint8(v: np.ndarray) -> np.ndarray:
     rounding, is what the published preparation did (a cast of 255·v).
     """
     return np.clip(v * np.float32(255), 0, 255).astype(np.uint8)
+
+
+def false_color_uint8(record: dict[str, np.ndarray]) -> np.ndarray:
+    """``to_uint8(get_false_color(record, full=True))``, the same bytes, about 3x faster.
+
+    Returns (H, W, 3, 8) uint8. Each colour is computed in one float32 scratch
+    array with in-place operations in the same order as ``get_false_color``
+    (difference, minus lo, divided by (hi - lo), clip to [0, 1], times 255) and
+    cast straight into its slot, instead of stacking the three colours first
+    (np.stack on axis 2 with 8-float rows was half of ``shakyo prepare``'s
+    time). The second clip of ``to_uint8`` is a no-op after the first: 255·[0, 1]
+    is inside [0, 255]. ``tests/test_data_ash.py`` pins the equality.
+    """
+    b11, b14, b15 = (np.asarray(record[f"band_{b}"], dtype=np.float32) for b in (11, 14, 15))
+    out = np.empty(b14.shape[:2] + (3,) + b14.shape[2:], np.uint8)
+    tmp = np.empty(b14.shape, np.float32)
+    f32 = np.float32
+    for c, (hi, lo, bounds) in enumerate(
+        ((b15, b14, _TDIFF_BOUNDS), (b14, b11, _CLOUD_TOP_TDIFF_BOUNDS), (b14, None, _T11_BOUNDS))
+    ):
+        if lo is None:
+            np.subtract(hi, f32(bounds[0]), out=tmp)
+        else:
+            np.subtract(hi, lo, out=tmp)
+            tmp -= f32(bounds[0])
+        tmp /= f32(bounds[1] - bounds[0])
+        np.clip(tmp, 0, 1, out=tmp)
+        tmp *= f32(255)
+        np.copyto(out[:, :, c], tmp, casting="unsafe")
+    return out
