@@ -56,7 +56,7 @@ def plot_record(record_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     ncols = max(n_frames, n_ann + 2)
     nrows = 2 if has_masks else 1
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(PANEL_IN * ncols, PANEL_IN * 1.1 * nrows), squeeze=False
+        nrows, ncols, figsize=(PANEL_IN * ncols, PANEL_IN * 1.25 * nrows), squeeze=False
     )
     for ax in axes.flat:
         ax.set_axis_off()
