@@ -33,6 +33,7 @@ nn.DataParallel path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -325,6 +326,43 @@ def _result(cfg: Config, run_dir: Path, rows: list, best: Any, stopped: str | No
     }
 
 
+def _fit(learn, cfg) -> None:
+    """fit_one_cycle, inside fastai's distributed context when started by torchrun/accelerate."""
+    from fastai.torch_core import num_distrib
+
+    if num_distrib() > 1:
+        try:
+            import accelerate  # noqa: F401
+            import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx)
+        except ImportError:
+            raise ConfigError(
+                "WORLD_SIZE > 1: multi-GPU training needs `pip install accelerate`"
+            ) from None
+        with learn.distrib_ctx():
+            learn.fit_one_cycle(cfg.EPOCHS, cfg.LR_MAX, pct_start=cfg.PCT_START)
+    else:
+        learn.fit_one_cycle(cfg.EPOCHS, cfg.LR_MAX, pct_start=cfg.PCT_START)
+
+
+@contextlib.contextmanager
+def _bars_only_on_a_terminal():
+    """Progress bars on a terminal; in a log file only fastai's table.
+
+    fastprogress 1.1.6 tests ``getattr(stdout, 'isatty', False)`` (the method,
+    always truthy) instead of calling it, so redirected output got every bar
+    update, thousands of carriage-return lines per epoch. The table rows are
+    written either way.
+    """
+    import fastprogress.fastprogress as fp
+
+    old = fp.NO_BAR
+    fp.NO_BAR = old or not sys.stdout.isatty()
+    try:
+        yield
+    finally:
+        fp.NO_BAR = old
+
+
 def train(config: dict | Config) -> dict:
     """Train one model as the config says; return its summary.
 
@@ -335,7 +373,7 @@ def train(config: dict | Config) -> dict:
     message)}. Raises ConfigError/DataError for bad input and TrainingStopped
     (with `.result`) when the NaN guard ends the run.
     """
-    from fastai.torch_core import num_distrib, rank_distrib
+    from fastai.torch_core import rank_distrib
 
     cfg = config if isinstance(config, Config) else validate(dict(config))
     run_dir = cfg.run_dir
@@ -357,18 +395,8 @@ def train(config: dict | Config) -> dict:
         return _result(cfg, run_dir, resume["history"], learn.best_model, None)
 
     t0 = time.time()
-    if num_distrib() > 1:
-        try:
-            import accelerate  # noqa: F401
-            import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx)
-        except ImportError:
-            raise ConfigError(
-                "WORLD_SIZE > 1: multi-GPU training needs `pip install accelerate`"
-            ) from None
-        with learn.distrib_ctx():
-            learn.fit_one_cycle(cfg.EPOCHS, cfg.LR_MAX, pct_start=cfg.PCT_START)
-    else:
-        learn.fit_one_cycle(cfg.EPOCHS, cfg.LR_MAX, pct_start=cfg.PCT_START)
+    with _bars_only_on_a_terminal():
+        _fit(learn, cfg)
     guard, best = info["guard"], learn.best_model
     result = _result(cfg, run_dir, learn.run_state.rows, best, guard.stop_message)
     result["seconds"] = time.time() - t0

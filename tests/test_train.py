@@ -379,3 +379,15 @@ def test_unfinished_exercises_and_cpu_mixed_precision_are_config_errors(tiles, o
             train(config(tiles, out, "fp16", PRECISION="fp16"))
     with pytest.raises(WeightsError):
         train(config(tiles, out, "weights", WEIGHTS=str(tmp_path / "missing.pth")))
+
+
+def test_redirected_output_has_the_table_but_no_progress_bars(tiles, out, capsys):
+    """stdout not a terminal (a log file, CI): fastai's table only, no bar updates."""
+    from reference.train import train
+
+    train(config(tiles, out, "nobar", EPOCHS=1))
+    printed = capsys.readouterr().out
+    assert "epoch     train_loss  valid_loss  f_th" in printed
+    table_row = [ln for ln in printed.splitlines() if ln.strip().startswith("0 ")]
+    assert len(table_row) == 1, printed
+    assert "Epoch 1/1 :" not in printed  # the bar's prefix, written on every update
