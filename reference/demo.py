@@ -45,9 +45,9 @@ DEMO_CONFIG = REPO / "configs" / "demo.json"
 # Denser and wider contrails than the default synth (3-5 px instead of 1-3 px,
 # ~12 % of the pixels instead of ~1 %): a CoaT_ULSTM from random weights first
 # sits on a plateau where it predicts only the background, and how long it sits
-# there shrinks with the contrail signal per step. On the default data it needs
-# ~700 optimizer steps to leave it; the demo has ~400 (README, "Why the demo's
-# contrails are wider").
+# there shrinks with the contrail signal per step. On the default data it is
+# still there after the demo's 384 steps (README, "Why the demo's contrails are
+# wider").
 DEMO_DATA: dict = {
     "n_train": 96,
     "n_val": 32,
