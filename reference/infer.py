@@ -147,7 +147,7 @@ def predict_probs(
         m.eval()
     out: dict[str, np.ndarray] = {}
     with full_fp32():
-        for x, ids in tqdm(loader, desc="predict", unit="batch", leave=False):
+        for x, ids in tqdm(loader, desc="predict", unit="batch", leave=False, disable=None):
             x = x.to(device, non_blocking=True)
             prob = sum(w * torch.sigmoid(m(x).float()) for m, w in zip(models, weights))
             for rid, p in zip(ids, prob[:, 0].cpu().numpy()):
