@@ -47,21 +47,15 @@ from reference.data.prepare import prepare  # noqa: E402
 from reference.data.synth import synthesize  # noqa: E402
 from reference.demo import DEMO_DATA  # noqa: E402
 from reference.losses import loss_comb  # noqa: E402
+from reference.metrics import DEFAULT_THRESHOLDS, dice_curve  # noqa: E402
 from reference.models.coat import CoaT_ULSTM, coat_features, upsample_input  # noqa: E402
 from reference.optim import Lookahead, Ralamb  # noqa: E402
 from reference.utils import seed_everything  # noqa: E402
 
-THRESHOLDS = np.arange(0.1, 0.9, 0.01)
 
-
-def best_dice(p: torch.Tensor, y: torch.Tensor, thresholds=THRESHOLDS) -> float:
-    """Global Dice at the best threshold (F_th's definition)."""
-    y = y > 0.5
-    best = 0.0
-    for t in thresholds:
-        pred = p > t
-        best = max(best, (2 * (pred & y).sum() / (pred.sum() + y.sum()).clamp(min=1)).item())
-    return best
+def best_dice(p: torch.Tensor, y: torch.Tensor, thresholds=DEFAULT_THRESHOLDS) -> float:
+    """Global Dice at the best threshold (F_th's definition, reference.metrics)."""
+    return float(dice_curve(p, y, thresholds).max())
 
 
 def probe(feat: torch.Tensor, mask: torch.Tensor, iters: int = 150) -> float:
