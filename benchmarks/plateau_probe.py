@@ -17,8 +17,9 @@ temporary folder, then:
    max-pooled mask.
 2. With ``--steps N``: N optimizer steps of a plain PyTorch loop with the
    demo's optimizer (Over9000, BS 4, GradientClip 3, the published loss, the
-   training augmentation), one-cycle LR (cosine warm-up for ``--pct`` of the
-   steps from lr/25, cosine down; no momentum cycling, unlike fastai), printing
+   training augmentation), fastai's one-cycle LR curve (``combined_cos``: cosine
+   warm-up for ``--pct`` of the steps from lr/25, cosine down; no momentum
+   cycling, unlike fit_one_cycle), printing
    the validation F_th every 48 steps.
 
 README, "Why the demo's contrails are wider", quotes its numbers.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from fastai.callback.schedule import combined_cos  # noqa: E402
 
 from reference.data.augment import get_aug  # noqa: E402
 from reference.data.dataset import ContrailsDatasetV0  # noqa: E402
@@ -110,19 +111,15 @@ def train_loop(model, tiles: Path, steps: int, lr: float, pct: float, seed: int)
     loader = torch.utils.data.DataLoader(train, batch_size=4, shuffle=True, drop_last=True)
     opt = Lookahead(Ralamb(model.parameters(), lr=lr, eps=1e-8))
 
-    def lr_at(step: int) -> float:
-        frac = step / steps
-        if frac < pct:
-            return lr / 25 + (lr - lr / 25) * (1 - math.cos(math.pi * frac / pct)) / 2
-        lo = lr / 25 / 1e5
-        return lo + (lr - lo) * (1 + math.cos(math.pi * (frac - pct) / (1 - pct))) / 2
+    # fastai's one-cycle LR curve (what fit_one_cycle uses): div 25, div_final 1e5.
+    lr_at = combined_cos(pct, lr / 25, lr, lr / 25 / 1e5)
 
     model.train()
     step, t0, losses = 0, time.perf_counter(), []
     while step < steps:
         for x, y in loader:
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = float(lr_at(step / steps))
             loss = loss_comb(model(x), y)
             opt.zero_grad()
             loss.backward()
