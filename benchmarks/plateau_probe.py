@@ -106,8 +106,8 @@ def linear_probes(model: CoaT_ULSTM, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def train_loop(model, tiles: Path, steps: int, lr: float, pct: float, seed: int) -> None:
-    train = ContrailsDatasetV0(tiles / "train_adj2", train=True, tfms=get_aug(seed))
-    xv, yv = stack(ContrailsDatasetV0(tiles / "val_adj2", train=False))
+    train = ContrailsDatasetV0(tiles, train=True, tfms=get_aug(seed))
+    xv, yv = stack(ContrailsDatasetV0(tiles, train=False))
     loader = torch.utils.data.DataLoader(train, batch_size=4, shuffle=True, drop_last=True)
     opt = Lookahead(Ralamb(model.parameters(), lr=lr, eps=1e-8))
 
@@ -172,7 +172,7 @@ def main() -> None:
             f"{100 * s['contrail_fraction']:.1f}% contrail pixels; model CoaT_ULSTM {args.arch}, "
             f"random init, seed {args.seed}"
         )
-        x, y = stack(ContrailsDatasetV0(root / "tiles" / "train_adj2", train=False))
+        x, y = stack(ContrailsDatasetV0(root / "tiles", train=True))
         seed_everything(args.seed)
         linear_probes(CoaT_ULSTM(arch=args.arch), x, y)
         if args.steps:

@@ -72,7 +72,7 @@ class _Tfms:
     """A deterministic stand-in for the albumentations pipeline: rolls image and mask
     together and inverts the image, which only gives the reference's result when it
     receives the (H, W, 15) uint8 image before scaling, as albumentations does
-    (and, like the reference, only for training items)."""
+    (whenever it is given, for training and validation items alike, as the original)."""
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         image = np.roll(255 - np.asarray(image), 1, axis=1)
@@ -91,18 +91,21 @@ def check_tile_layout(c: Ladder) -> None:
         c.same_shape(got, ref_prepare.tile_image(rec), what)
 
     with tempfile.TemporaryDirectory(prefix="shakyo-tiles-") as tmp:
-        folders = {}
+        # Two data roots laid out as `shakyo prepare` writes them: the dataset appends
+        # train_adj2 / val_adj2 itself, as the original does.
+        roots = {}
         for i, (hw, train) in enumerate((((6, 5), True), ((4, 7), False))):
-            folder = Path(tmp) / f"tiles{i}"
-            folder.mkdir()
+            root = Path(tmp) / f"data{i}"
+            folder = root / ("train_adj2" if train else "val_adj2")
+            folder.mkdir(parents=True)
             _write_tiles(folder, i, hw, train)
-            folders[(hw, train)] = folder
+            roots[(hw, train)] = root
 
         with c.rung("shapes"):
-            for (hw, train), folder in folders.items():
-                what = f"ContrailsDatasetV0(folder, train={train})[0], tiles {hw} x 24"
-                ds = c.call(what, lambda f=folder, t=train: m.ContrailsDatasetV0(f, train=t))
-                ref = ref_data.ContrailsDatasetV0(folder, train=train)
+            for (hw, train), root in roots.items():
+                what = f"ContrailsDatasetV0(path, train={train})[0], tiles {hw} x 24 in path/{'train_adj2' if train else 'val_adj2'}"
+                ds = c.call(what, lambda f=root, t=train: m.ContrailsDatasetV0(f, train=t))
+                ref = ref_data.ContrailsDatasetV0(root, train=train)
                 c.equal(
                     c.call(f"len({what[:-3]})", lambda ds=ds: len(ds)),
                     len(ref),
@@ -121,19 +124,19 @@ def check_tile_layout(c: Ladder) -> None:
                 what = f"tile_image(record), bands (4, 7, 8) float32 (seed {seed})"
                 got = c.call(what, lambda r=rec: m.tile_image(r))
                 c.close(got, ref_prepare.tile_image(rec), "exact", what)
-            for (hw, train), folder in folders.items():
+            for (hw, train), root in roots.items():
                 for tfms, repeat in ((None, 1), (_Tfms(), 2)):
                     args = f"train={train}" + (", tfms=<roll + invert>, repeat=2" if tfms else "")
                     ds = c.call(
-                        f"ContrailsDatasetV0(folder, {args})",
-                        lambda f=folder, t=train, a=tfms, r=repeat: m.ContrailsDatasetV0(
+                        f"ContrailsDatasetV0(path, {args})",
+                        lambda f=root, t=train, a=tfms, r=repeat: m.ContrailsDatasetV0(
                             f, train=t, tfms=a, repeat=r
                         ),
                     )
-                    ref = ref_data.ContrailsDatasetV0(folder, train=train, tfms=tfms, repeat=repeat)
-                    c.equal(len(ds), len(ref), f"len(ContrailsDatasetV0(folder, {args})), 3 tiles")
+                    ref = ref_data.ContrailsDatasetV0(root, train=train, tfms=tfms, repeat=repeat)
+                    c.equal(len(ds), len(ref), f"len(ContrailsDatasetV0(path, {args})), 3 tiles")
                     for idx in range(len(ref)):
-                        what = f"ContrailsDatasetV0(folder, {args})[{idx}], tiles {hw} x 24"
+                        what = f"ContrailsDatasetV0(path, {args})[{idx}], tiles {hw} x 24"
                         img, mask = c.call(what, lambda ds=ds, i=idx: ds[i])
                         ref_img, ref_mask = ref[idx]
                         c.close(img, ref_img, "data", f"image of {what}")

@@ -26,11 +26,11 @@ def normalize_range(data: np.ndarray, bounds: tuple[float, float]) -> np.ndarray
 
 
 def get_false_color(
-    record: dict[str, np.ndarray], N_TIMES_BEFORE: int = 4, full: bool = False
+    record_data: dict[str, np.ndarray], N_TIMES_BEFORE: int = 4, full: bool = False
 ) -> np.ndarray:
     """Ash false colour of a record.
 
-    record: {'band_11', 'band_14', 'band_15'}: (H, W, T) float32 kelvin.
+    record_data: {'band_11', 'band_14', 'band_15'}: (H, W, T) float32 kelvin.
     -> (H, W, 3, T) float32 in [0, 1] when ``full``, else (H, W, 3): frame ``N_TIMES_BEFORE``.
 
         R = (B15 - B14 + 4) / 6,  G = (B14 - B11 + 4) / 9,  B = (B14 - 243) / 60
@@ -40,10 +40,10 @@ def get_false_color(
     # END EXERCISE ash-false-color
 
 
-def tile_image(record: dict[str, np.ndarray]) -> np.ndarray:
+def tile_image(record_data: dict[str, np.ndarray]) -> np.ndarray:
     """The multi-frame tile stored on disk.
 
-    record: {'band_11', 'band_14', 'band_15'}: (H, W, 8) kelvin
+    record_data: {'band_11', 'band_14', 'band_15'}: (H, W, 8) kelvin
     -> (H, W, 24) uint8, channel = colour*8 + frame, value floor(255 v) of the ash colour
     (a cast truncates; clipped to [0, 255] first).
     """
@@ -53,12 +53,13 @@ def tile_image(record: dict[str, np.ndarray]) -> np.ndarray:
 
 
 class ContrailsDatasetV0(Dataset):
-    """Tiles of a prepared folder: every ``*_img.tif`` (sorted) with its ``*_mask.tif``.
+    """Prepared tiles under the data root ``path``: ``path/train_adj2`` when ``train``,
+    else ``path/val_adj2``; every ``*_img.tif`` there (sorted) with its ``*_mask.tif``.
 
     Item: image (3, 5, H, W) float32 in [0, 1] (colour, frames 0..4) and
     mask (1, H, W) float32 in [0, 1]. ``tfms(image=(H, W, 15) uint8, mask=(H, W) uint8)``
-    (albumentations) is applied to both before the scaling, for training only.
-    ``repeat`` repeats the list of files.
+    (albumentations) is applied to both before the scaling whenever it is given
+    (the training script passes none for validation). ``repeat`` repeats the list of files.
     """
 
     def __init__(self, path: str | os.PathLike, train: bool = True, tfms=None, repeat: int = 1):

@@ -111,7 +111,7 @@ def evaluate(
         raise ConfigError("--device cuda: no CUDA device is available; use --device cpu")
 
     model = build_model(run_dir / "model.pth").to(dev)
-    dataset = ContrailsDatasetV0(val_dir, train=False)
+    dataset = ContrailsDatasetV0(val_dir, train=False, folder="")
     loader = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=False, num_workers=0)
     acc = DiceAccumulator(DEFAULT_THRESHOLDS)
     # The figure shows the tiles with the most contrail pixels (ties: the first in order).

@@ -153,10 +153,11 @@ def _dataloaders(cfg: Config, device):
     from reference.callbacks import _ReseedAug
     from reference.data import ContrailsDatasetV0, get_aug
 
-    train_dir, val_dir = tile_dirs(cfg)
+    tile_dirs(cfg)  # both folders exist and hold tiles
     aug = get_aug(seed=cfg.SEED)
-    ds_train = ContrailsDatasetV0(train_dir, train=True, tfms=aug)
-    ds_val = ContrailsDatasetV0(val_dir, train=False)
+    # As the published train.py: the data root, augmentation for training only.
+    ds_train = ContrailsDatasetV0(cfg.PATH, train=True, tfms=aug)
+    ds_val = ContrailsDatasetV0(cfg.PATH, train=False, tfms=None)
     if len(ds_train) < cfg.BS:
         raise DataError(
             f"PATH {cfg.PATH}: {len(ds_train)} training tiles, fewer than BS {cfg.BS}; lower BS"

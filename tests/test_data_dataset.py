@@ -30,8 +30,8 @@ def _write_tile(folder, rid, mask_shape=(H, W)):
 
 
 def test_item_layout_keeps_frames_0_to_4_as_colour_by_frame(tmp_path):
-    _write_tile(tmp_path / "tiles", "7")
-    image, mask = ContrailsDatasetV0(tmp_path / "tiles", train=False)[0]
+    _write_tile(tmp_path / "val_adj2", "7")
+    image, mask = ContrailsDatasetV0(tmp_path, train=False)[0]
     assert image.shape == (3, 5, H, W) and image.dtype == torch.float32
     assert mask.shape == (1, H, W) and mask.dtype == torch.float32
     for c in range(3):
@@ -42,8 +42,8 @@ def test_item_layout_keeps_frames_0_to_4_as_colour_by_frame(tmp_path):
 
 
 def test_validation_masks_with_a_trailing_axis_give_the_same_item(tmp_path):
-    _write_tile(tmp_path / "a", "1")
-    _write_tile(tmp_path / "b", "1", mask_shape=(H, W, 1))
+    _write_tile(tmp_path / "a" / "val_adj2", "1")
+    _write_tile(tmp_path / "b" / "val_adj2", "1", mask_shape=(H, W, 1))
     a = ContrailsDatasetV0(tmp_path / "a", train=False)[0]
     b = ContrailsDatasetV0(tmp_path / "b", train=False)[0]
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
@@ -51,33 +51,48 @@ def test_validation_masks_with_a_trailing_axis_give_the_same_item(tmp_path):
 
 def test_files_are_sorted_and_repeated(tmp_path):
     for rid in ("30", "10", "20"):
-        _write_tile(tmp_path / "t", rid)
-    ds = ContrailsDatasetV0(tmp_path / "t", repeat=2)
+        _write_tile(tmp_path / "train_adj2", rid)
+    ds = ContrailsDatasetV0(tmp_path, repeat=2)
     assert len(ds) == 6
     assert [p.name for p in ds.fnames] == ["10_img.tif", "20_img.tif", "30_img.tif"] * 2
 
 
-def test_tfms_apply_jointly_and_only_when_training(tmp_path):
-    _write_tile(tmp_path / "t", "1")
+def test_path_is_the_data_root_and_train_picks_the_folder(tmp_path):
+    _write_tile(tmp_path / "train_adj2", "1")
+    _write_tile(tmp_path / "val_adj2", "2")
+    _write_tile(tmp_path / "train_adj2single", "3")
+    assert [p.name for p in ContrailsDatasetV0(tmp_path, train=True).fnames] == ["1_img.tif"]
+    assert [p.name for p in ContrailsDatasetV0(tmp_path, train=False).fnames] == ["2_img.tif"]
+    single = ContrailsDatasetV0(tmp_path, folder="train_adj2single")
+    assert [p.name for p in single.fnames] == ["3_img.tif"]
+    flat = ContrailsDatasetV0(tmp_path / "val_adj2", folder="")
+    assert [p.name for p in flat.fnames] == ["2_img.tif"]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_tfms_apply_jointly_whenever_given(tmp_path, train):
+    _write_tile(tmp_path / ("train_adj2" if train else "val_adj2"), "1")
     seen = {}
 
     def tfms(image, mask):
         seen["shape"] = (image.shape, mask.shape)
         return {"image": image[::-1].copy(), "mask": mask[::-1].copy()}
 
-    ref_img, ref_mask = ContrailsDatasetV0(tmp_path / "t", train=False, tfms=tfms)[0]
+    ref_img, ref_mask = ContrailsDatasetV0(tmp_path, train=train)[0]
     assert not seen
-    img, mask = ContrailsDatasetV0(tmp_path / "t", train=True, tfms=tfms)[0]
+    img, mask = ContrailsDatasetV0(tmp_path, train=train, tfms=tfms)[0]
     assert seen["shape"] == ((H, W, 15), (H, W))
     assert torch.equal(img, ref_img.flip(2)) and torch.equal(mask, ref_mask.flip(1))
 
 
 def test_missing_tiles_raise_data_error(tmp_path):
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "train_adj2").mkdir(parents=True)
     with pytest.raises(DataError, match="no \\*_img.tif"):
         ContrailsDatasetV0(tmp_path / "empty")
-    _write_tile(tmp_path / "t", "1")
-    (tmp_path / "t" / "1_mask.tif").unlink()
+    with pytest.raises(DataError, match="val_adj2: tile folder does not exist"):
+        ContrailsDatasetV0(tmp_path / "empty", train=False)
+    _write_tile(tmp_path / "t" / "train_adj2", "1")
+    (tmp_path / "t" / "train_adj2" / "1_mask.tif").unlink()
     with pytest.raises(DataError, match="1_mask.tif"):
         ContrailsDatasetV0(tmp_path / "t")[0]
 

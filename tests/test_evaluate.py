@@ -59,7 +59,7 @@ def _logits_and_targets(run_dir):
     model.load_state_dict(torch.load(run_dir / "model.pth"))
     model.eval()
     cfg = json.loads((run_dir / "config.json").read_text())
-    ds = ContrailsDatasetV0(f"{cfg['PATH']}/val_adj2", train=False)
+    ds = ContrailsDatasetV0(cfg["PATH"], train=False)
     logits, targets = [], []
     with torch.no_grad():
         for i in range(0, len(ds), BS):

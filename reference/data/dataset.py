@@ -30,23 +30,35 @@ def _imread(path: Path) -> np.ndarray:
 
 
 class ContrailsDatasetV0(Dataset):
-    """Prepared tiles of one folder (e.g. ``train_adj2/``).
+    """Prepared tiles under a data root, as the published dataset reads them.
+
+    ``path`` is the data root: the tiles are read from ``path/train_adj2`` when
+    ``train`` and from ``path/val_adj2`` otherwise, as in the original
+    (``folder`` names another subfolder, e.g. ``train_adj2single``; ``""`` reads
+    ``path`` itself).
 
     Item: (image (3, 5, H, W) float32 in [0, 1], mask (1, H, W) float32 in [0, 1]).
     The tile (H, W, 24) uint8 is viewed as (H, W, 3, 8) = (colour, frame),
     frames 0..4 are kept and flattened to (H, W, 15) (channel = colour·5 +
-    frame), ``tfms`` is applied jointly to image and mask when ``train``, then
-    /255, CHW (15, H, W) and a view to (3, 5, H, W). A single-frame tile
-    (H, W, 3) gives (3, 1, H, W).
+    frame), ``tfms`` is applied jointly to image and mask whenever it is given
+    (the published train.py passes none for validation), then /255, CHW
+    (15, H, W) and a view to (3, 5, H, W). A single-frame tile (H, W, 3) gives
+    (3, 1, H, W).
 
-    Files: every ``*_img.tif`` of ``path``, sorted, repeated ``repeat`` times;
+    Files: every ``*_img.tif`` of the folder, sorted, repeated ``repeat`` times;
     len = n_files · repeat.
     """
 
     def __init__(
-        self, path: str | os.PathLike, train: bool = True, tfms=None, repeat: int = 1
+        self,
+        path: str | os.PathLike,
+        train: bool = True,
+        tfms=None,
+        repeat: int = 1,
+        folder: str | None = None,
     ) -> None:
-        self.path = Path(path)
+        sub = folder if folder is not None else ("train_adj2" if train else "val_adj2")
+        self.path = Path(path) / sub
         if not self.path.is_dir():
             raise DataError(
                 f"{self.path}: tile folder does not exist; run `shakyo prepare DATA` first"
@@ -70,7 +82,7 @@ class ContrailsDatasetV0(Dataset):
         if c == 24:
             img = img.reshape(h, w, 3, 8)[..., :N_FRAMES_USED].reshape(h, w, 3 * N_FRAMES_USED)
         mask = _imread(fname.with_name(fname.name[: -len("_img.tif")] + "_mask.tif"))
-        if self.train and self.tfms is not None:
+        if self.tfms is not None:
             out = self.tfms(image=img, mask=mask)
             img, mask = out["image"], out["mask"]
         n_frames = img.shape[2] // 3
