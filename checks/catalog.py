@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -15,7 +15,31 @@ EXERCISES_DIR = REPO / "exercises"
 SOLUTIONS_DIR = REPO / "solutions"
 CATALOG_PATH = EXERCISES_DIR / "catalog.toml"
 
-_REQUIRED = ("id", "title", "file", "symbols", "reference", "docs", "hints", "check")
+_REQUIRED = (
+    "id", "title", "file", "symbols", "reference", "docs", "hints", "check",
+    "difficulty", "minutes", "concept", "why", "original", "signatures",
+)  # fmt: skip
+CONCEPTS = ("task", "model", "training")
+SIGNATURE_SOURCES = ("original", "exercise", "fastai")
+
+
+@dataclass(frozen=True)
+class Differs:
+    """One place where the published code and the exercise (or the reference) part ways."""
+
+    id: str
+    accepted: bool  # True: a faithful copy of the original passes; False: a deliberate departure
+    original: str  # what the published code does
+    kit: str  # what the kit does, and why
+
+
+@dataclass(frozen=True)
+class Original:
+    """Where the exercise's code lives in the published repository."""
+
+    file: str
+    symbols: tuple[str, ...]
+    also: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,9 +57,28 @@ class Exercise:
     available: bool
     timeout: float | None
     index: int  # 1-based position in the catalog
+    difficulty: int = 1
+    minutes: int = 0
+    concept: str = "task"
+    why: str = ""
+    original: Original = Original("", ())
+    signatures: dict[str, str] = field(default_factory=dict)  # symbol -> "(a, b=1)"
+    signature_source: dict[str, str] = field(default_factory=dict)  # symbol -> source
+    optional_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    differs: tuple[Differs, ...] = ()
 
     def reference_module(self, symbol: str) -> str:
         return self.reference[symbol]
+
+    def source_of(self, symbol: str) -> str:
+        """'original' (the published code), 'exercise' (the kit's own) or 'fastai'."""
+        return self.signature_source.get(symbol, "original")
+
+    def differ(self, differs_id: str) -> Differs:
+        for d in self.differs:
+            if d.id == differs_id:
+                return d
+        raise KeyError(f"{self.id}: no differs entry {differs_id!r}")
 
 
 def _parse(entry: dict, index: int, where: Path) -> Exercise:
@@ -48,6 +91,30 @@ def _parse(entry: dict, index: int, where: Path) -> Exercise:
     unmapped = [s for s in symbols if s not in reference]
     if unmapped:
         raise ConfigError(f"{where}: {entry['id']}: no reference module for {', '.join(unmapped)}")
+    eid = entry["id"]
+    sigs = dict(entry["signatures"])
+    if set(sigs) != set(symbols):
+        raise ConfigError(
+            f"{where}: {eid}: `signatures` must name exactly the symbols "
+            f"(missing {sorted(set(symbols) - set(sigs))}, extra {sorted(set(sigs) - set(symbols))})"
+        )
+    sources = dict(entry.get("signature_source", {}))
+    bad = {k: v for k, v in sources.items() if k not in symbols or v not in SIGNATURE_SOURCES}
+    if bad:
+        raise ConfigError(
+            f"{where}: {eid}: bad signature_source {bad}; sources are {SIGNATURE_SOURCES}"
+        )
+    if entry["concept"] not in CONCEPTS:
+        raise ConfigError(f"{where}: {eid}: concept {entry['concept']!r}; one of {CONCEPTS}")
+    if entry["difficulty"] not in (1, 2, 3):
+        raise ConfigError(f"{where}: {eid}: difficulty must be 1, 2 or 3")
+    orig = entry["original"]
+    differs = []
+    for d in entry.get("differs", []):
+        missing_d = [k for k in ("id", "accepted", "original", "kit") if k not in d]
+        if missing_d:
+            raise ConfigError(f"{where}: {eid}: a differs entry lacks {', '.join(missing_d)}")
+        differs.append(Differs(d["id"], bool(d["accepted"]), d["original"], d["kit"]))
     return Exercise(
         id=entry["id"],
         title=entry["title"],
@@ -60,6 +127,15 @@ def _parse(entry: dict, index: int, where: Path) -> Exercise:
         available=bool(entry.get("available", True)),
         timeout=entry.get("timeout"),
         index=index,
+        difficulty=int(entry["difficulty"]),
+        minutes=int(entry["minutes"]),
+        concept=entry["concept"],
+        why=entry["why"],
+        original=Original(orig["file"], tuple(orig["symbols"]), orig.get("also", "")),
+        signatures=sigs,
+        signature_source=sources,
+        optional_params={k: tuple(v) for k, v in entry.get("optional_params", {}).items()},
+        differs=tuple(differs),
     )
 
 

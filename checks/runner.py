@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from checks.catalog import Exercise, get_exercise, load_catalog
 from checks.impl import Impl
 from checks.ladder import CheckFailed, Ladder
 from checks.regions import exercise_state
+from checks.signature import contract_problems, parse_signature, signature_text
 
 DEFAULT_TIMEOUT = 30.0  # seconds per check; catalog key `timeout` overrides
 
@@ -121,43 +120,6 @@ def _symbol(module: Any, dotted: str) -> Any:
     return obj
 
 
-def _default_equal(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    try:
-        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-            return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-        return bool(a == b)
-    except Exception:
-        return False
-
-
-def _signature_text(sig: inspect.Signature) -> str:
-    return str(
-        sig.replace(
-            return_annotation=inspect.Signature.empty,
-            parameters=[
-                p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()
-            ],
-        )
-    )
-
-
-def _signature_problem(mine: Any, ref: Any) -> str | None:
-    try:
-        s_mine, s_ref = inspect.signature(mine), inspect.signature(ref)
-    except (TypeError, ValueError):
-        return None  # builtins without a signature: nothing to compare
-    pm, pr = list(s_mine.parameters.values()), list(s_ref.parameters.values())
-    same = len(pm) == len(pr) and all(
-        a.name == b.name and a.kind == b.kind and _default_equal(a.default, b.default)
-        for a, b in zip(pm, pr)
-    )
-    if same:
-        return None
-    return f"  expected: {_signature_text(s_ref)}\n  got:      {_signature_text(s_mine)}"
-
-
 def _import_rung(c: Ladder) -> None:
     ex = c.exercise
     with c.rung("import"):
@@ -172,6 +134,13 @@ def _import_rung(c: Ladder) -> None:
             c.fail(f"importing {_display(path)} failed:\n{learner_traceback(e, c.impl.path)}")
 
 
+_SOURCE_NAMES = {
+    "original": "the original",
+    "exercise": "this exercise (the original has no such function)",
+    "fastai": "fastai",
+}
+
+
 def _signature_rung(c: Ladder) -> None:
     ex = c.exercise
     with c.rung("signature"):
@@ -182,15 +151,21 @@ def _signature_rung(c: Ladder) -> None:
                 c.fail(
                     f"{_display(c.impl.file(ex.file))} has no `{name}`; the checks look it up by this name"
                 )
-            spec = ex.reference_module(name)
-            if not spec:  # no reference counterpart: existence is all the rung asks
-                continue
-            module_name, _, attr = spec.partition(":")
-            ref = _symbol(importlib.import_module(module_name), attr or name)
-            problem = _signature_problem(mine, ref)
-            if problem:
+            try:
+                sig = inspect.signature(mine)
+            except (TypeError, ValueError):
+                continue  # a builtin without a signature: nothing to compare
+            contract = parse_signature(ex.signatures[name])
+            problems = contract_problems(sig, contract, ex.optional_params.get(name, ()))
+            if problems:
+                source = ex.source_of(name)
+                where = f" ({ex.original.file})" if source == "original" else ""
                 c.fail(
-                    f"signature of {name} (parameter names, order and defaults as in the original)\n{problem}"
+                    f"signature of {name}: {_SOURCE_NAMES[source]}{where} has\n"
+                    f"    {name}{signature_text(contract)}\n"
+                    f"  yours:\n    {name}{signature_text(sig)}\n"
+                    + "\n".join(f"  - {p}" for p in problems)
+                    + "\n  (extra parameters with defaults, *args and **kwargs are fine)"
                 )
 
 

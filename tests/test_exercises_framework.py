@@ -29,6 +29,7 @@ ISSUE_ORDER = [
     "over9000",
     "one-cycle",
     "train-loop",
+    "train-script",
     "rle",
 ]
 
