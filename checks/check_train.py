@@ -8,6 +8,7 @@ import io
 import tempfile
 import warnings
 
+import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle in)
 import torch
 import torch._dynamo  # noqa: F401  (torch.optim imports it at its first step; see below)
 from fastai.callback.core import Callback
