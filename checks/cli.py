@@ -378,7 +378,7 @@ def cmd_solution(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `shakyo` is the entry point
-    from reference.cli import main as shakyo_main
+    from shakyo.cli import main as shakyo_main
 
     return shakyo_main(argv)
 

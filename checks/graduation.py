@@ -1,13 +1,17 @@
 """Graduation: the learner's model, loss, metric and optimizer inside the reference trainer.
 
-``shakyo train CONFIG IMPL exercises`` calls :func:`components` through
-``reference.train.get_components``; the entries returned here replace the
-reference's. Training refuses, with one line naming them, while any exercise
-it needs is still a stub.
+``shakyo train CONFIG [KEY VALUE ...]`` runs here (see :mod:`shakyo.cli`). With
+``IMPL reference`` (the default) it is the reference's training; with ``IMPL
+exercises``, ``IMPL solutions`` or ``IMPL DIR`` (a folder laid out like
+``solutions/``) :func:`components` replaces the reference's model, loss,
+metric and optimizer with the learner's and hands them to
+``reference.train.train``. The reference never imports this module. Training
+refuses, with one line naming them, while any exercise it needs is still a stub.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from pathlib import Path
 from types import ModuleType
@@ -101,8 +105,9 @@ def _loader(impl: str | Path):
     return Impl(impl_dir).module
 
 
-def components(impl: str) -> Components:
+def components(impl: str | Path) -> Components:
     """The learner's parts for ``reference.train``; ConfigError naming every missing exercise."""
+    impl = str(impl)
     unavailable, todo = missing_exercises(impl)
     if unavailable:
         raise ConfigError(
@@ -127,7 +132,17 @@ def components(impl: str) -> Components:
                 f"MODEL {name}: IMPL {impl} implements only {MODEL[1]}; set MODEL {MODEL[1]} "
                 "or use IMPL reference"
             )
-        return model_cls(**kwargs)
+        try:
+            return model_cls(**kwargs)
+        except Exception as e:
+            arch = kwargs.get("arch")
+            if arch in ("mini", "small", "medium"):
+                raise
+            raise ConfigError(
+                f"ARCH {arch}: your CoaT_ULSTM(arch={arch!r}) raised {type(e).__name__}: {e}; "
+                "the original knows mini, small and medium (tiny is the reference's test size): "
+                "set ARCH mini"
+            ) from None
 
     def opt_func(
         eps: float = 1e-8, weight_decay: float = 0.0, alpha: float = 0.5, k: int = 6, **_: Any
@@ -148,3 +163,39 @@ def components(impl: str) -> Components:
         metrics={METRIC[1]: metric},
         opt_func=opt_func,
     )
+
+
+def train(config: Any) -> dict:
+    """``reference.train.train`` with the parts of ``config['IMPL']`` (the reference's by default)."""
+    from reference.config import Config, validate
+    from reference.train import get_components
+    from reference.train import train as reference_train
+
+    cfg = config if isinstance(config, Config) else validate(dict(config))
+    if cfg.IMPL == "reference":
+        return reference_train(cfg)
+    comps = get_components()
+    comps.update(components(cfg.IMPL))
+    return reference_train(cfg, components=comps)
+
+
+# ------------------------------------------------------------------- the CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reference.train import add_arguments as reference_arguments
+
+    reference_arguments(parser)
+    parser.epilog = (
+        (parser.epilog or "")
+        + ". IMPL exercises (or solutions, or a folder laid out like solutions/) trains your "
+        "CoaT_ULSTM, loss_comb, F_th and Over9000 inside the reference's trainer; it needs "
+        "tiles from `shakyo demo` or `shakyo prepare` and ARCH mini, small or medium"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from reference.config import load_config
+    from reference.train import report
+
+    result = train(load_config(args.config, args.overrides))
+    report(result)
+    return 0

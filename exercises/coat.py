@@ -4,9 +4,12 @@ Exercise ``coat-ulstm``. The attribute names are the state_dict prefixes of the
 team's checkpoints (``enc``, ``lstm``, ``dec4`` ... ``final_conv``): the
 reference's state dict must load into your model with ``strict=True``.
 
-Given (not part of the exercise): the CoaT configurations, the encoder builder
-and :func:`coat_features`, which runs timm's CoaT stages at the grid size of
-the actual input (timm's ``forward_features`` only accepts the build size).
+Given (not part of the exercise): ``coat_lite_mini``, ``coat_lite_small`` and
+``coat_lite_medium``, the encoders the original builds. They are timm's
+CoaT-Lite (the same keys and outputs as the copy the team vendored), and
+``enc(x)`` returns the dict of the four stage maps as the original's does, at
+the grid size of the actual input (timm's own forward only accepts the size it
+was built for).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from .layers import FPN, LSTM_block, UnetBlock, UpBlock
 
 N_FRAMES = 5  # frames 0..4 of a record; the labelled frame is the last one (index 4)
 
-# timm coat_lite_* configurations; `tiny` is for fast checks only.
-ARCHS: dict[str, dict[str, tuple[int, ...]]] = {
+# timm coat_lite_* configurations.
+_CONFIGS: dict[str, dict[str, tuple[int, ...]]] = {
     "mini": dict(
         embed_dims=(64, 128, 320, 512), serial_depths=(2, 2, 2, 2), mlp_ratios=(8, 8, 4, 4)
     ),
@@ -33,40 +36,58 @@ ARCHS: dict[str, dict[str, tuple[int, ...]]] = {
     "medium": dict(
         embed_dims=(128, 256, 320, 512), serial_depths=(3, 6, 10, 8), mlp_ratios=(4, 4, 4, 4)
     ),
-    "tiny": dict(embed_dims=(16, 32, 64, 128), serial_depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2)),
 }
+_OUT_FEATURES = ["x1_nocls", "x2_nocls", "x3_nocls", "x4_nocls"]
 
 
-def build_coat_encoder(arch: str = "medium") -> CoaT:
-    """timm's CoaT-Lite ``arch`` without classifier, for :func:`coat_features`."""
-    enc = CoaT(
+class CoaTLite(CoaT):
+    """timm's CoaT-Lite whose forward returns the four stage maps at the input's grid size.
+
+    x: (N, 3, H, W), H and W divisible by 32 -> {'x1_nocls': (N, d1, H/4, W/4),
+    'x2_nocls': (N, d2, H/8, W/8), 'x3_nocls': (N, d3, H/16, W/16), 'x4_nocls': (N, d4, H/32, W/32)}
+    """
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = {}
+        for i, name in enumerate(_OUT_FEATURES, 1):
+            patch_embed = getattr(self, f"patch_embed{i}")
+            h = x.shape[-2] // patch_embed.patch_size[0]
+            w = x.shape[-1] // patch_embed.patch_size[1]
+            t = insert_cls(patch_embed(x), getattr(self, f"cls_token{i}"))
+            for blk in getattr(self, f"serial_blocks{i}"):
+                t = blk(t, size=(h, w))
+            x = remove_cls(t).reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
+            feats[name] = x
+        return feats
+
+
+def _coat_lite(arch: str, return_interm_layers: bool = True, **kwargs) -> CoaTLite:
+    enc = CoaTLite(
         img_size=512,
         patch_size=4,
-        return_interm_layers=True,
-        out_features=["x1_nocls", "x2_nocls", "x3_nocls", "x4_nocls"],
-        **ARCHS[arch],
+        return_interm_layers=return_interm_layers,
+        out_features=_OUT_FEATURES,
+        **_CONFIGS[arch],
+        **kwargs,
     )
     for i in range(1, 5):
         getattr(enc, f"patch_embed{i}").strict_img_size = False
     return enc
 
 
-def coat_features(enc: CoaT, x: torch.Tensor) -> list[torch.Tensor]:
-    """The four CoaT stage maps at the grid size of ``x``.
+def coat_lite_mini(return_interm_layers: bool = True, **kwargs) -> CoaTLite:
+    """CoaT-Lite mini: dims 64, 128, 320, 512."""
+    return _coat_lite("mini", return_interm_layers, **kwargs)
 
-    x: (N, 3, H, W), H and W divisible by 32 ->
-    [(N, d1, H/4, W/4), (N, d2, H/8, W/8), (N, d3, H/16, W/16), (N, d4, H/32, W/32)]
-    """
-    feats = []
-    for i in range(1, 5):
-        patch_embed = getattr(enc, f"patch_embed{i}")
-        h, w = x.shape[-2] // patch_embed.patch_size[0], x.shape[-1] // patch_embed.patch_size[1]
-        t = insert_cls(patch_embed(x), getattr(enc, f"cls_token{i}"))
-        for blk in getattr(enc, f"serial_blocks{i}"):
-            t = blk(t, size=(h, w))
-        x = remove_cls(t).reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
-        feats.append(x)
-    return feats
+
+def coat_lite_small(return_interm_layers: bool = True, **kwargs) -> CoaTLite:
+    """CoaT-Lite small: dims 64, 128, 320, 512 (deeper than mini)."""
+    return _coat_lite("small", return_interm_layers, **kwargs)
+
+
+def coat_lite_medium(return_interm_layers: bool = True, **kwargs) -> CoaTLite:
+    """CoaT-Lite medium: dims 128, 256, 320, 512."""
+    return _coat_lite("medium", return_interm_layers, **kwargs)
 
 
 class CoaT_ULSTM(nn.Module):
@@ -74,6 +95,9 @@ class CoaT_ULSTM(nn.Module):
 
     x: (B, 3, T >= 5, H, W) float in [0, 1], H and W divisible by 16
     -> (B, num_classes, H, W) raw logits for frame 4 (frames after 4 are ignored).
+
+    arch: 'mini', 'small' or 'medium' (anything else raises Exception('Unknown model'),
+    as in the original); pre: an ImageNet CoaT checkpoint for the encoder.
 
     Modules (nc = the encoder's embed dims): enc; lstm = [LSTM_block(nc[-2]),
     LSTM_block(nc[-1])]; dec4 = UnetBlock(nc[-1], nc[-2], 384); dec3 =
@@ -93,6 +117,7 @@ class CoaT_ULSTM(nn.Module):
         arch: str = "medium",
         num_classes: int = 1,
         ps: float = 0,
+        **kwargs,
     ) -> None:
         super().__init__()
         # BEGIN EXERCISE coat-ulstm

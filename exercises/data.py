@@ -52,6 +52,13 @@ def tile_image(record_data: dict[str, np.ndarray]) -> np.ndarray:
     # END EXERCISE tile-layout
 
 
+def img2tensor(img: np.ndarray, dtype: np.dtype = np.float32) -> torch.Tensor:
+    """(H, W) or (H, W, C) -> (1, H, W) or (C, H, W) tensor of ``dtype`` (HWC -> CHW)."""
+    if img.ndim == 2:
+        img = img[..., None]
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)).astype(dtype, copy=False))
+
+
 class ContrailsDatasetV0(Dataset):
     """Prepared tiles under the data root ``path``: ``path/train_adj2`` when ``train``,
     else ``path/val_adj2``; every ``*_img.tif`` there (sorted) with its ``*_mask.tif``.

@@ -59,9 +59,6 @@ class Lookahead(Optimizer):
         raise NotImplementedError("over9000: write Lookahead.step (shakyo hint over9000)")
         # END EXERCISE over9000
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
     def state_dict(self):
         """The base optimizer's state_dict (moments, steps, groups) plus the slow weights
         (by parameter index) and the step counter: what a checkpoint needs to resume."""
@@ -75,8 +72,8 @@ class Lookahead(Optimizer):
         # END EXERCISE over9000
 
 
-def Over9000(params, alpha=0.5, k=6, **kwargs):
-    """Lookahead(Ralamb(params, **kwargs), alpha, k): the optimizer of the original solution."""
+def Over9000(params, alpha=0.5, k=6, *args, **kwargs):
+    """Lookahead(Ralamb(params, *args, **kwargs), alpha, k): the optimizer of the original."""
     # BEGIN EXERCISE over9000
     raise NotImplementedError("over9000: write Over9000 (shakyo hint over9000)")
     # END EXERCISE over9000

@@ -1,18 +1,24 @@
-"""The ``shakyo`` command.
+"""The reference's commands of ``shakyo``, and the dispatcher they share.
 
 Each subcommand lives in the module that does the work; that module exposes
 ``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the
 subcommand actually typed is imported, so ``shakyo --help`` stays fast and a
 data command does not pay for importing fastai.
 
+The ``shakyo`` command itself is :mod:`shakyo.cli`: these commands plus the
+learner's (``list``, ``check``, ... from ``checks``), which the reference never
+imports. ``python -m reference.cli`` runs the reference's commands alone
+(e.g. under ``torchrun``).
+
 User errors (:class:`reference.errors.ShakyoError`) become one line on stderr
-and exit code 2.
+and exit code 2; a closed pipe (``shakyo list | head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help). The order is the order of ``shakyo --help``.
@@ -29,26 +35,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("reference.infer", "predict test record folders and write submission.csv"),
     "submission": ("reference.submission", "validate a submission file (submission check FILE)"),
     "demo": ("reference.demo", "synthesize, prepare, train, evaluate and predict on a laptop CPU"),
-    "list": ("checks.cli", "list the exercises in order with their status"),
-    "check": ("checks.cli", "grade exercises against the reference"),
-    "watch": ("checks.cli", "re-check the current exercise on every save"),
-    "hint": ("checks.cli", "show a hint for an exercise"),
-    "progress": ("checks.cli", "show your progress"),
-    "reset": ("checks.cli", "restore the pristine stub of an exercise"),
-    "solution": ("checks.cli", "show the solution of a passed exercise"),
 }
 
 
-def _top_help() -> str:
+def _top_help(commands: dict[str, tuple[str, str]]) -> str:
     lines = ["usage: shakyo COMMAND [ARGS ...]", "", "commands:"]
-    width = max(len(n) for n in COMMANDS)
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(len(n) for n in commands)
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in commands.items()]
     lines += ["", "Run `shakyo COMMAND --help` for the arguments of a command."]
     return "\n".join(lines)
 
 
-def _load(name: str):
-    module_name, _ = COMMANDS[name]
+def _load(module_name: str):
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -58,25 +56,40 @@ def _load(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The reference's commands alone (``python -m reference.cli``)."""
+    return dispatch(argv, COMMANDS)
+
+
+def dispatch(argv: list[str] | None, commands: dict[str, tuple[str, str]]) -> int:
+    """Parse ``argv`` (default: sys.argv[1:]) and run one of ``commands``; the exit code."""
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv), commands)
+    except BrokenPipeError:
+        # The reader went away (`shakyo list | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _dispatch(argv: list[str], commands: dict[str, tuple[str, str]]) -> int:
     from reference.errors import ShakyoError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_top_help())
+        print(_top_help(commands))
         return 0
     name = argv[0]
-    if name not in COMMANDS:
+    if name not in commands:
         import difflib
 
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        close = difflib.get_close_matches(name, commands, n=1)
         hint = f"; did you mean `{close[0]}`?" if close else "; run `shakyo --help`"
         print(f"shakyo: unknown command `{name}`{hint}", file=sys.stderr)
         return 2
-    module = _load(name)
+    module = _load(commands[name][0])
     if module is None:
         print(f"shakyo: `{name}` is not available in this version yet", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"shakyo {name}", description=COMMANDS[name][1])
+    parser = argparse.ArgumentParser(prog=f"shakyo {name}", description=commands[name][1])
     if hasattr(module, "add_command_arguments"):
         module.add_command_arguments(name, parser)
     else:

@@ -61,6 +61,12 @@ def _device(v: Any) -> str | None:
     return None if ok else '"auto", "cpu", "cuda" or "cuda:N"'
 
 
+def _impl(v: Any) -> str | None:
+    if v in ("reference", "solutions", "exercises") or Path(v).is_dir():
+        return None
+    return "reference, solutions, exercises or an existing folder laid out like solutions/"
+
+
 _NUM = (int, float)
 _KEYS = [
     # --- keys of the published train.py -------------------------------------
@@ -91,8 +97,8 @@ _KEYS = [
         check=_positive, nullable=True),
     Key("RESUME", (bool,), False, "continue OUT/FNAME/checkpoint.pth at the epoch where it stopped"),
     Key("NAN_PATIENCE", (int,), 20, "stop after this many consecutive non-finite steps", check=_positive),
-    Key("IMPL", (str,), "reference", "whose model/loss/metric/optimizer to train: reference, solutions or "
-        "exercises (your transcription)", choices=("reference", "solutions", "exercises")),
+    Key("IMPL", (str,), "reference", "whose model/loss/metric/optimizer to train: reference, solutions, "
+        "exercises (your transcription) or a folder laid out like solutions/", check=_impl),
     Key("DEVICE", (str,), "auto", "auto (cuda if available), cpu, cuda or cuda:N", check=_device),
 ]  # fmt: skip
 KEYS: dict[str, Key] = {k.name: k for k in _KEYS}

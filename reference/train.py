@@ -50,6 +50,7 @@ __all__ = [
     "tile_dirs",
     "build_learner",
     "train",
+    "report",
     "add_arguments",
     "run",
 ]
@@ -63,34 +64,23 @@ class TrainingStopped(ShakyoError):
         self.result = result
 
 
-def get_components(impl: str) -> dict[str, Any]:
-    """Model factory, losses, metrics and optimizer of one implementation.
+def get_components() -> dict[str, Any]:
+    """The reference's model factory, checkpoint loader, losses, metrics and optimizer.
 
     Returns {'get_model', 'load_checkpoint', 'losses': {name: fn}, 'metrics':
-    {name: Metric class}, 'opt_func': over9000_opt_func}. For IMPL solutions or
-    exercises, `checks.graduation.components(impl)` supplies its own entries
-    (same keys) on top of the reference's.
+    {name: Metric class}, 'opt_func': over9000_opt_func}. Graduation (`shakyo train
+    ... IMPL exercises`) replaces entries with the learner's from the checks side
+    (`checks.graduation`): the reference never imports the checks.
     """
     from reference import losses, metrics, models, optim
 
-    comps: dict[str, Any] = {
+    return {
         "get_model": models.get_model,
         "load_checkpoint": models.load_checkpoint,
         "losses": {"loss_comb": losses.loss_comb},
         "metrics": {"F_th": metrics.F_th},
         "opt_func": optim.over9000_opt_func,
     }
-    if impl == "reference":
-        return comps
-    try:
-        from checks.graduation import components
-    except ImportError:
-        raise ConfigError(
-            f"IMPL {impl} needs the exercises package (checks.graduation); run from the "
-            "shakyo repository root, or use IMPL reference"
-        ) from None
-    comps.update(components(impl))
-    return comps
 
 
 def tile_dirs(cfg: Config) -> tuple[Path, Path]:
@@ -215,7 +205,12 @@ def build_learner(
         RunState,
     )
 
-    comps = components or get_components(cfg.IMPL)
+    if components is None and cfg.IMPL != "reference":
+        raise ConfigError(
+            f"IMPL {cfg.IMPL}: your code trains through the `shakyo train` command "
+            "(checks.graduation hands your parts to this trainer); or use IMPL reference"
+        )
+    comps = components or get_components()
     for key, table in (("LOSS_FUNC", "losses"), ("METRIC", "metrics")):
         if cfg[key] not in comps[table]:
             raise ConfigError(
@@ -364,10 +359,12 @@ def _bars_only_on_a_terminal():
         fp.NO_BAR = old
 
 
-def train(config: dict | Config) -> dict:
+def train(config: dict | Config, components: dict | None = None) -> dict:
     """Train one model as the config says; return its summary.
 
     config: a dict of config keys (validated here) or a :class:`Config`.
+    components: the table of :func:`get_components` with some entries replaced
+    (graduation: the learner's model, loss, metric, optimizer); default the reference's.
     Returns {'run_dir', 'best_f_th', 'best_epoch', 'best_threshold', 'curve'
     (threshold, dice) pairs of the best epoch, 'history' (one dict per epoch:
     epoch, train_loss, valid_loss, f_th, time), 'stopped' (None or the NaN guard's
@@ -379,7 +376,7 @@ def train(config: dict | Config) -> dict:
     cfg = config if isinstance(config, Config) else validate(dict(config))
     run_dir = cfg.run_dir
     resume = _load_resume(cfg, run_dir)
-    learn, info = build_learner(cfg, run_dir, resume)
+    learn, info = build_learner(cfg, run_dir, resume, components)
     resolved = Config(cfg, PRECISION=info["precision"], ACC=info["n_acc"])
     main = rank_distrib() == 0
     if main:
@@ -423,12 +420,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "keys: " + ", ".join(KEYS)
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    result = train(cfg)
+def report(result: dict) -> None:
+    """The last line of `shakyo train`: the best epoch and where its model is."""
     if result["best_epoch"] is not None:
         print(
             f"best f_th {result['best_f_th']:.4f} at epoch {result['best_epoch']} "
             f"(threshold {result['best_threshold']}) -> {result['run_dir']}/model.pth"
         )
+
+
+def run(args: argparse.Namespace) -> int:
+    report(train(load_config(args.config, args.overrides)))
     return 0

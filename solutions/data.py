@@ -64,6 +64,13 @@ def tile_image(record_data: dict[str, np.ndarray]) -> np.ndarray:
     # END EXERCISE tile-layout
 
 
+def img2tensor(img: np.ndarray, dtype: np.dtype = np.float32) -> torch.Tensor:
+    """(H, W) or (H, W, C) -> (1, H, W) or (C, H, W) tensor of ``dtype`` (HWC -> CHW)."""
+    if img.ndim == 2:
+        img = img[..., None]
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)).astype(dtype, copy=False))
+
+
 class ContrailsDatasetV0(Dataset):
     """Prepared tiles under the data root ``path``: ``path/train_adj2`` when ``train``,
     else ``path/val_adj2``; every ``*_img.tif`` there (sorted) with its ``*_mask.tif``.
@@ -99,8 +106,6 @@ class ContrailsDatasetV0(Dataset):
         if self.tfms is not None:
             augmented = self.tfms(image=img, mask=mask)
             img, mask = augmented["image"], augmented["mask"]
-        img = torch.from_numpy((img / 255.0).astype(np.float32)).permute(2, 0, 1)
-        img = img.reshape(3, 5, h, w)
-        mask = torch.from_numpy((mask / 255.0).astype(np.float32)).unsqueeze(0)
-        return img, mask
+        img = img2tensor(img / 255.0).reshape(3, 5, h, w)
+        return img, img2tensor(mask / 255.0)
         # END EXERCISE tile-layout

@@ -15,15 +15,39 @@ import torch
 import torch.nn.functional as F
 
 
-def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
-    """Weights Δ' of the Lovász extension of the Dice loss, for errors sorted descending.
+def flatten_binary_scores(
+    scores: torch.Tensor, labels: torch.Tensor, ignore: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, ...) scores and labels -> (P,) and (P,), without the pixels labelled ``ignore``."""
+    scores, labels = scores.reshape(-1), labels.reshape(-1)
+    if ignore is None:
+        return scores, labels
+    keep = labels != ignore
+    return scores[keep], labels[keep]
+
+
+def mean(values, empty=0):
+    """The mean of an iterable (of tensors or numbers); ``empty`` when there is nothing."""
+    total, n = None, 0
+    for v in values:
+        total = v if total is None else total + v
+        n += 1
+    return empty if n == 0 else total / n
+
+
+def lovasz_grad(gt_sorted: torch.Tensor, beta: float = 1) -> torch.Tensor:
+    """Weights Δ' of the Lovász extension of the F-beta (Dice for β = 1) loss, for errors
+    sorted descending.
 
     gt_sorted: (P,) labels in [0, 1], in the order of the sorted errors -> (P,) same dtype.
 
     With Cᵢ = Σ_{j≤i} gⱼ (i from 0) and S = Σ g:
         tpᵢ = S − Cᵢ,  fnᵢ = Cᵢ,  fpᵢ = (i + 1) − Cᵢ
-        Δᵢ = 1 − 2·tpᵢ / (2·tpᵢ + fnᵢ + fpᵢ)          (Dice: β = 1)
+        Δᵢ = 1 − (1 + β²)·tpᵢ / ((1 + β²)·tpᵢ + β²·fnᵢ + fpᵢ)     (Dice: β = 1)
         Δ'₀ = Δ₀,  Δ'ᵢ = Δᵢ − Δᵢ₋₁
+
+    The published lovasz.py defines lovasz_grad twice: Berman's Jaccard version first,
+    then this one, which replaces it (Python keeps the last definition).
     """
     # BEGIN EXERCISE lovasz
     p = len(gt_sorted)
@@ -32,8 +56,9 @@ def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     tp = gts - cum
     fn = cum
     fp = torch.arange(1, p + 1, dtype=gt_sorted.dtype, device=gt_sorted.device) - cum
-    # The denominator is 2S − 2Cᵢ + i + 1 ≥ i + 1: never 0, even for an empty mask.
-    dice = 1.0 - 2.0 * tp / (2.0 * tp + fn + fp)
+    # The denominator is ≥ i + 1 for β = 1: never 0, even for an empty mask.
+    b2 = beta**2
+    dice = 1.0 - (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp)
     if p > 1:
         dice[1:] = dice[1:] - dice[:-1].clone()
     return dice
@@ -60,20 +85,21 @@ def lovasz_hinge_flat(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 def lovasz_hinge(
-    logits: torch.Tensor, labels: torch.Tensor, per_image: bool = True
+    logits: torch.Tensor, labels: torch.Tensor, per_image: bool = True, ignore=None
 ) -> torch.Tensor:
     """Lovász-Dice hinge of a batch.
 
     logits, labels: (B, 1, H, W) (any (B, ...)) -> scalar.
     per_image=True: the mean of each image's loss; False: one loss over the batch flattened.
+    Pixels whose label is ``ignore`` are left out.
     """
     # BEGIN EXERCISE lovasz
     if per_image:
-        losses = [
-            lovasz_hinge_flat(log.reshape(-1), lab.reshape(-1)) for log, lab in zip(logits, labels)
-        ]
-        return torch.stack(losses).mean()
-    return lovasz_hinge_flat(logits.reshape(-1), labels.reshape(-1))
+        return mean(
+            lovasz_hinge_flat(*flatten_binary_scores(log, lab, ignore))
+            for log, lab in zip(logits, labels)
+        )
+    return lovasz_hinge_flat(*flatten_binary_scores(logits, labels, ignore))
     # END EXERCISE lovasz
 
 

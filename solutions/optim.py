@@ -114,7 +114,7 @@ class Lookahead(Optimizer):
 
     def __init__(self, base_optimizer, alpha=0.5, k=6):
         # BEGIN EXERCISE over9000
-        self.optimizer = base_optimizer
+        self.base_optimizer = base_optimizer
         self.alpha = alpha
         self.k = k
         self.step_counter = 0
@@ -127,7 +127,7 @@ class Lookahead(Optimizer):
 
     def step(self, closure=None):
         # BEGIN EXERCISE over9000
-        loss = self.optimizer.step(closure)
+        loss = self.base_optimizer.step(closure)
         self.step_counter += 1
         if self.step_counter % self.k == 0:
             with torch.no_grad():
@@ -144,14 +144,11 @@ class Lookahead(Optimizer):
         return loss
         # END EXERCISE over9000
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
     def state_dict(self):
         """The base optimizer's state_dict (moments, steps, groups) plus the slow weights
         (by parameter index) and the step counter: what a checkpoint needs to resume."""
         # BEGIN EXERCISE over9000
-        state_dict = self.optimizer.state_dict()
+        state_dict = self.base_optimizer.state_dict()
         params = [p for group in self.param_groups for p in group["params"]]
         state_dict["slow_state"] = {
             i: self.state[p]["slow_buffer"]
@@ -167,10 +164,10 @@ class Lookahead(Optimizer):
         state_dict = dict(state_dict)
         slow_state = state_dict.pop("slow_state", {})
         self.step_counter = state_dict.pop("step_counter", 0)
-        self.optimizer.load_state_dict(state_dict)
+        self.base_optimizer.load_state_dict(state_dict)
         # The base's load_state_dict built new group dicts: share them again, or a
         # scheduler writing lr into self.param_groups would no longer reach the base.
-        self.param_groups = self.optimizer.param_groups
+        self.param_groups = self.base_optimizer.param_groups
         params = [p for group in self.param_groups for p in group["params"]]
         self.state = defaultdict(dict)
         for i, slow in slow_state.items():
@@ -179,8 +176,8 @@ class Lookahead(Optimizer):
         # END EXERCISE over9000
 
 
-def Over9000(params, alpha=0.5, k=6, **kwargs):
-    """Lookahead(Ralamb(params, **kwargs), alpha, k): the optimizer of the original solution."""
+def Over9000(params, alpha=0.5, k=6, *args, **kwargs):
+    """Lookahead(Ralamb(params, *args, **kwargs), alpha, k): the optimizer of the original."""
     # BEGIN EXERCISE over9000
-    return Lookahead(Ralamb(params, **kwargs), alpha=alpha, k=k)
+    return Lookahead(Ralamb(params, *args, **kwargs), alpha=alpha, k=k)
     # END EXERCISE over9000

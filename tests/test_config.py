@@ -88,7 +88,7 @@ def test_unknown_key_with_no_close_match_lists_the_keys():
         ("RESUME", 1, "RESUME must be true/false, got 1"),
         ("PRECISION", "fp8", 'PRECISION must be one of fp32, bf16, fp16, got "fp8"'),
         ("RECIPE", "kaggle", "RECIPE must be one of published, writeup"),
-        ("IMPL", "mine", "IMPL must be one of reference, solutions, exercises"),
+        ("IMPL", "mine", "IMPL must be reference, solutions, exercises or an existing folder"),
         ("LABELS", "fuzzy", "LABELS must be one of hard, soft"),
         ("NUM_WORKERS", -1, "NUM_WORKERS must be an integer >= 0, got -1"),
         ("DEVICE", "tpu", 'DEVICE must be "auto", "cpu", "cuda" or "cuda:N", got "tpu"'),

@@ -20,7 +20,7 @@ def test_each_solution_passes_in_a_fresh_process(exercise_id, tmp_path):
         [
             sys.executable,
             "-m",
-            "reference.cli",
+            "shakyo.cli",
             "check",
             exercise_id,
             "--impl",

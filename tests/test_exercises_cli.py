@@ -13,7 +13,7 @@ import pytest
 from checks import progress
 from checks.catalog import EXERCISES_DIR, SOLUTIONS_DIR, load_catalog
 from checks.stubs import generated_stub, stub_files
-from reference.cli import main
+from shakyo.cli import main
 
 
 @pytest.fixture(autouse=True)

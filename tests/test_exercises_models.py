@@ -84,7 +84,7 @@ def test_eps_outside_the_square_root_fails_coat_ulstm_at_values_naming_the_modul
     p.write_text(p.read_text().replace("torch.sqrt(s + self.eps)", "(torch.sqrt(s) + self.eps)"))
     r = run_check("coat-ulstm", impl)
     assert (r.status, r.rung) == ("failed", "values"), r.message
-    assert "CoaT_ULSTM(arch='tiny')((2, 3, 5, 16, 32)), seed 0" in r.message
+    assert "CoaT_ULSTM(arch='mini')((2, 3, 5, 16, 32)), seed 0" in r.message
     assert "max |got - expected| = " in r.message
     # A LayerNorm2d of the decoder (which one depends on how far the tiny error grows).
     assert re.search(r"first divergence \(forward\): `dec\d\.shuf\.1` \(LayerNorm2d\)", r.message)

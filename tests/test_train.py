@@ -269,20 +269,14 @@ class ExplodesInEpoch1(nn.Module):
         return self.blowup(self.inner(x))
 
 
-def test_nan_guard_names_the_module_skips_steps_and_stops(tiles, out, monkeypatch, capsys):
+def test_nan_guard_names_the_module_skips_steps_and_stops(tiles, out, capsys):
     import reference.train as T
 
-    real = T.get_components
-
-    def components(impl):
-        c = dict(real(impl))
-        make = c["get_model"]
-        c["get_model"] = lambda name, **kw: ExplodesInEpoch1(make(name, **kw))
-        return c
-
-    monkeypatch.setattr(T, "get_components", components)
+    comps = T.get_components()
+    make = comps["get_model"]
+    comps["get_model"] = lambda name, **kw: ExplodesInEpoch1(make(name, **kw))
     with pytest.raises(T.TrainingStopped) as e:
-        T.train(config(tiles, out, "nan", EPOCHS=3, NAN_PATIENCE=2))
+        T.train(config(tiles, out, "nan", EPOCHS=3, NAN_PATIENCE=2), components=comps)
     msg = str(e.value)
     assert "\n" not in msg and "2 consecutive non-finite steps (NAN_PATIENCE 2)" in msg
     assert "first non-finite value in forward at `blowup`" in msg
@@ -372,7 +366,9 @@ def test_unfinished_exercises_and_cpu_mixed_precision_are_config_errors(tiles, o
     from reference.errors import WeightsError
     from reference.train import train
 
-    with pytest.raises(ConfigError, match="IMPL exercises"):
+    with pytest.raises(
+        ConfigError, match="IMPL exercises: your code trains through the `shakyo train`"
+    ):
         train(config(tiles, out, "impl", IMPL="exercises"))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="PRECISION fp16 needs a CUDA GPU"):
