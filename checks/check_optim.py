@@ -197,12 +197,16 @@ def check_over9000(c: Ladder) -> None:
                     p.grad = None if gr is None else gr.clone()
                 c.call(f"{what}: step {t + 1}", opt.step)
             buf = io.BytesIO()
-            torch.save(c.call(f"{what}: state_dict()", opt.state_dict), buf)
+            torch.save(c.call(f"{what}: state_dict()", opt.state_dict, fails=True), buf)
             buf.seek(0)
             saved = torch.load(buf, weights_only=False)
             ps = [p.detach().clone().requires_grad_() for p in ps]  # the resumed model's tensors
             opt = c.call(what, lambda ps=ps: m.Over9000(ps, lr=_LR))
-            c.call(f"{what}: load_state_dict(saved)", lambda o=opt, s=saved: o.load_state_dict(s))
+            c.call(
+                f"{what}: load_state_dict(saved)",
+                lambda o=opt, s=saved: o.load_state_dict(s),
+                fails=True,
+            )
             for t in range(7, 13):
                 for group in opt.param_groups:
                     group["lr"], group["betas"] = sched[t][0], (sched[t][1], group["betas"][1])

@@ -19,13 +19,21 @@ Every failing comparison raises :class:`CheckFailed` with a message that says
 what was called, expected vs got (shape, dtype, max abs diff and where, share
 of close values, the tolerance) and, for modules, the first diverging
 submodule (``reference.diagnose.first_divergence``).
+
+Every comparison is also recorded as an :class:`Observation` (keyed by rung,
+what was called and how often), the failing one with a digest of what the
+learner's code gave. :mod:`checks.diagnosis` replays known mistakes in
+*recording* mode (comparisons never raise, the ladder stops after the rung
+that failed) and names the one that gave the same observations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +57,53 @@ class CheckFailed(Exception):
         super().__init__(message)
         self.rung = rung
         self.message = message
+
+
+class RecordingDone(BaseException):
+    """Ends a recording run after its rung (BaseException: learner code cannot catch it)."""
+
+
+Key = tuple[str, str, int]  # (rung, what was called, occurrence)
+_SAMPLE = 65536  # elements kept of a large tensor in a digest
+
+
+@dataclass
+class Observation:
+    """One comparison of a check: its key, whether it passed, and (failures only) a digest
+    of what the code under test gave, compared under tolerance row ``tol``."""
+
+    key: Key
+    passed: bool
+    kind: str = "value"  # value | exact | message
+    value: Any = None
+    tol: str = "exact"
+
+
+def digest(x: Any) -> Any:
+    """A comparable, detached copy of ``x``: float64 tensors (a strided sample of
+    at most 65,536 elements plus the shape for large ones), plain values as they are."""
+    import torch
+
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        t = _as_float64(x).flatten()
+        shape = tuple(x.shape)
+        if t.numel() > _SAMPLE:
+            t = t[:: -(-t.numel() // _SAMPLE)]
+        return ("array", shape, t.clone())
+    return ("plain", repr(x))
+
+
+def same_digest(a: Any, b: Any, tol: Tolerance | None) -> bool:
+    """Do two digests agree (within ``tol`` for arrays, exactly otherwise)?"""
+    import torch
+
+    if a[0] != b[0] or a[1] != b[1]:
+        return False
+    if a[0] != "array":
+        return True
+    if tol is None:
+        return bool(torch.equal(a[2], b[2]))
+    return bool(torch.isclose(a[2], b[2], rtol=tol.rtol, atol=tol.atol, equal_nan=True).all())
 
 
 def _describe(x: Any) -> str:
@@ -93,7 +148,9 @@ def compare_arrays(got: Any, expected: Any, tol: Tolerance) -> str | None:
 class Ladder:
     """State of one check: the rung being climbed, the code under test, timings."""
 
-    def __init__(self, exercise: Exercise, impl: Impl) -> None:
+    def __init__(self, exercise: Exercise, impl: Impl, record: str | None = None) -> None:
+        """``record``: None to grade (the first wrong answer raises CheckFailed), or a rung:
+        record every comparison without raising and stop (RecordingDone) after that rung."""
         self.exercise = exercise
         self.impl = impl
         self.module: ModuleType | None = None  # the learner's module, set by the import rung
@@ -101,12 +158,35 @@ class Ladder:
         self.passed: list[str] = []
         self.timings: dict[str, float] = {}
         self.calling: str | None = None  # the learner call in progress (for error messages)
+        self.record = record
+        self.observations: list[Observation] = []
+        self._counts: dict[tuple[str, str], int] = {}
+
+    # ------------------------------------------------------------ observations
+    def _key(self, what: str) -> Key:
+        rung = self.current or "import"
+        n = self._counts.get((rung, what), 0)
+        self._counts[(rung, what)] = n + 1
+        return (rung, what, n)
+
+    def observe(self, what: str, passed: bool, got: Any = None, tol: str | None = None) -> None:
+        """Record one comparison (its digest only when it failed). ``tol`` None: exact."""
+        value = None if passed else digest(got)
+        kind = "exact" if tol is None else "value"
+        self.observations.append(Observation(self._key(what), passed, kind, value, tol or "exact"))
+
+    def _verdict(self, passed: bool, message: Callable[[], str]) -> None:
+        """After an observation: raise when grading and it failed (recording goes on)."""
+        if not passed and self.record is None:
+            self.fail(message())
 
     # ------------------------------------------------------------------ rungs
     @contextlib.contextmanager
     def rung(self, name: str) -> Iterator[None]:
         if name not in RUNGS:
             raise ValueError(f"unknown rung {name!r}; rungs are {RUNGS}")
+        if self.record is not None and RUNGS.index(name) > RUNGS.index(self.record):
+            raise RecordingDone()
         last = self.passed[-1] if self.passed else None
         if last is not None and RUNGS.index(name) < RUNGS.index(last) and name != last:
             raise ValueError(f"rung {name!r} after {last!r}: rungs must be climbed in order")
@@ -120,12 +200,45 @@ class Ladder:
             self.passed.append(name)
 
     def fail(self, message: str) -> None:
+        """A wrong answer found by the check itself: recorded by its text, then raised
+        (also when recording: the run cannot go on past it)."""
+        if not self.observations or self.observations[-1].passed:
+            self.observations.append(
+                Observation(
+                    self._key("fail: " + message.split("\n")[0]),
+                    False,
+                    "message",
+                    ("plain", message),
+                )
+            )
         raise CheckFailed(self.current or "import", message)
 
-    def call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run learner code ``fn``; ``what`` (e.g. 'LayerNorm2d(7)(x)') names it in error reports."""
+    def call(self, what: str, fn: Callable[[], Any], fails: bool = False) -> Any:
+        """Run learner code ``fn``; ``what`` (e.g. 'LayerNorm2d(7)(x)') names it in error reports.
+
+        ``fails``: an exception of ``fn`` is a wrong answer at this rung (a failure with the
+        traceback, recorded by its type and text), not an error of the learner's code.
+        """
         self.calling = what
-        out = fn()
+        if not fails:
+            out = fn()
+            self.calling = None
+            return out
+        try:
+            out = fn()
+        except Exception as e:
+            from checks.runner import learner_traceback
+
+            text = re.sub(r"0x[0-9a-f]+", "0x...", f"{type(e).__name__}: {e}")
+            self.observations.append(
+                Observation(self._key(f"raised: {what}"), False, "message", ("plain", text))
+            )
+            self.calling = None
+            raise CheckFailed(
+                self.current or "import",
+                f"called:   {what}\n  it raised:\n{learner_traceback(e, self.impl.path)}",
+            ) from None
+        self.observe(f"raised: {what}", True)
         self.calling = None
         return out
 
@@ -135,11 +248,16 @@ class Ladder:
 
     # ------------------------------------------------------------ comparisons
     def is_type(self, got: Any, types: type | tuple[type, ...], what: str) -> None:
-        if not isinstance(got, types):
+        ok = isinstance(got, types)
+        self.observe(f"type of {what}", ok, type(got).__name__)
+        if not ok:
             names = " or ".join(
                 t.__name__ for t in (types if isinstance(types, tuple) else (types,))
             )
-            self.fail(f"called:   {what}\n  expected a {names}\n  got:      {_describe(got)}")
+            self._verdict(
+                ok, lambda: f"called:   {what}\n  expected a {names}\n  got:      {_describe(got)}"
+            )
+            raise RecordingDone()  # nothing more can be asked of a value of the wrong type
 
     def same_shape(self, got: Any, expected: Any, what: str, dtype: bool = True) -> None:
         """Same type family (tensor / ndarray), shape and (if ``dtype``) dtype."""
@@ -148,10 +266,16 @@ class Ladder:
         kind = torch.Tensor if isinstance(expected, torch.Tensor) else np.ndarray
         self.is_type(got, kind, what)
         bad_shape = tuple(got.shape) != tuple(expected.shape)
-        if bad_shape or (dtype and got.dtype != expected.dtype):
-            self.fail(
+        ok = not (bad_shape or (dtype and got.dtype != expected.dtype))
+        self.observe(f"shape of {what}", ok, _describe(got))
+        self._verdict(
+            ok,
+            lambda: (
                 f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}"
-            )
+            ),
+        )
+        if not ok and bad_shape:
+            raise RecordingDone()  # values of another shape cannot be compared
 
     def close(
         self,
@@ -173,19 +297,26 @@ class Ladder:
         self.same_shape(got, expected, what, dtype=False)
         t = tolerance(tol)
         report = compare_arrays(got, expected, t)
+        self.observe(what, report is None, got, tol)
         if report is None:
             return
-        msg = f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}\n{report}"
-        if models is not None:
-            msg += "\n" + self.divergence(models[0], models[1], inputs, t, backward, loss_fn)
-        self.fail(msg)
+
+        def message() -> str:
+            msg = f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}\n{report}"
+            if models is not None:
+                msg += "\n" + self.divergence(models[0], models[1], inputs, t, backward, loss_fn)
+            return msg
+
+        self._verdict(False, message)
 
     def equal(self, got: Any, expected: Any, what: str) -> None:
         """Exact equality of plain values (strings, ints, dicts, lists)."""
-        if got != expected:
-            self.fail(
-                f"called:   {what}\n  expected: {_short(expected)}\n  got:      {_short(got)}"
-            )
+        ok = got == expected
+        self.observe(what, ok, got)
+        self._verdict(
+            ok,
+            lambda: f"called:   {what}\n  expected: {_short(expected)}\n  got:      {_short(got)}",
+        )
 
     def load_weights(self, mine: Any, ref: Any, what: str) -> None:
         """``mine.load_state_dict(ref.state_dict(), strict=True)``; fail at the current rung

@@ -1,7 +1,7 @@
 """Mutants: deliberately wrong implementations that the checks must catch.
 
 ``checks/mutants.toml`` lists them as text replacements in a copy of
-``solutions/``. :func:`run_mutant` applies one to a temporary copy, runs the
+``solutions/`` (``old`` -> ``new``, or a list ``edits = [{old, new}, ...]``). :func:`run_mutant` applies one to a temporary copy, runs the
 check of its exercise on that copy (an impl directory) and reports whether the
 check failed at the expected rung.
 
@@ -15,6 +15,7 @@ import sys
 import tempfile
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from checks.catalog import SOLUTIONS_DIR, get_exercise
@@ -29,19 +30,34 @@ class Mutant:
     exercise: str
     name: str
     file: str
-    old: str
-    new: str
     expected_rung: str
+    old: str = ""
+    new: str = ""
+    edits: tuple[tuple[str, str], ...] = ()  # more replacements, after old -> new
+    # The mistake, as a failure message names it ("this matches a known mistake: ...").
+    description: str = ""
+    fix: str = ""  # what to change
+    differs: str = ""  # a catalog differs id: the published code's own behaviour, not a mistake
 
     @property
     def label(self) -> str:
         return f"{self.exercise}/{self.name}"
 
 
-def load_mutants(path: Path = MUTANTS_PATH) -> list[Mutant]:
+@cache
+def _load(path: Path) -> tuple[Mutant, ...]:
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    return [Mutant(**m) for m in data.get("mutant", [])]
+    out = []
+    for m in data.get("mutant", []):
+        m = dict(m)
+        m["edits"] = tuple((e["old"], e["new"]) for e in m.get("edits", ()))
+        out.append(Mutant(**m))
+    return tuple(out)
+
+
+def load_mutants(path: Path = MUTANTS_PATH) -> list[Mutant]:
+    return list(_load(Path(path)))
 
 
 def apply_mutant(m: Mutant, src: Path, dst: Path) -> None:
@@ -49,12 +65,15 @@ def apply_mutant(m: Mutant, src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     path = dst / m.file
     text = path.read_text(encoding="utf-8")
-    n = text.count(m.old)
-    if n != 1:
-        raise ConfigError(
-            f"mutant {m.label}: `old` occurs {n} times in {m.file}; it must occur once"
-        )
-    path.write_text(text.replace(m.old, m.new), encoding="utf-8")
+    pairs = ([(m.old, m.new)] if m.old else []) + list(m.edits)
+    for old, new in pairs:
+        n = text.count(old)
+        if n != 1:
+            raise ConfigError(
+                f"mutant {m.label}: `old` occurs {n} times in {m.file}; it must occur once"
+            )
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
 
 
 @dataclass

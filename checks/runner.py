@@ -30,7 +30,7 @@ from typing import Any
 
 from checks.catalog import Exercise, get_exercise, load_catalog
 from checks.impl import Impl
-from checks.ladder import CheckFailed, Ladder
+from checks.ladder import CheckFailed, Ladder, RecordingDone
 from checks.regions import exercise_state
 from checks.signature import contract_problems, parse_signature, signature_text
 
@@ -198,7 +198,7 @@ def _run(ex: Exercise, imp: Impl, timeout: float) -> Result:
             f"`# END EXERCISE {ex.id}` in {_display(path)} (stuck? `shakyo hint {ex.id}`)"
         )
         return Result(ex.id, "todo", None, msg, 0.0)
-    check = _resolve_check(ex)  # imports the reference modules, outside the clock
+    _resolve_check(ex)  # imports the check and the reference modules, outside the clock
     for module in {*ex.reference.values(), "reference.diagnose"} - {""}:
         importlib.import_module(module.partition(":")[0])
     c = Ladder(ex, imp)
@@ -210,11 +210,9 @@ def _run(ex: Exercise, imp: Impl, timeout: float) -> Result:
 
     try:
         with _deadline(budget):
-            _import_rung(c)
-            _signature_rung(c)
-            check(c)
+            climb(c)
     except CheckFailed as e:
-        return result("failed", e.rung, e.message)
+        return result("failed", e.rung, e.message + _diagnosis(ex, e.rung, imp, budget))
     except CheckTimeout:
         where = f" while running {c.calling}" if c.calling else ""
         return result("timeout", c.current, f"ran past its budget of {budget:g} s{where}")
@@ -228,6 +226,35 @@ def _run(ex: Exercise, imp: Impl, timeout: float) -> Result:
     except Exception as e:
         return result("error", c.current, _error_message(c, e))
     return result("passed", c.passed[-1] if c.passed else None, "")
+
+
+def climb(c: Ladder) -> None:
+    """The whole ladder of ``c.exercise``: the import and signature rungs, then its check."""
+    _import_rung(c)
+    _signature_rung(c)
+    _resolve_check(c.exercise)(c)
+
+
+def _diagnosis(ex: Exercise, rung: str, imp: Impl, budget: float) -> str:
+    """Known mistakes that explain a failure at ``rung`` ('' when none, or when diagnosing
+    fails or runs past the budget: a diagnosis never hides the failure it explains).
+
+    The learner's code runs once more, recording the whole rung (see checks.diagnosis)."""
+    from checks.diagnosis import explain, known_mistakes
+
+    replay = Ladder(ex, imp, record=rung)
+    try:
+        with _deadline(budget):
+            try:
+                climb(replay)
+            except (CheckFailed, RecordingDone, Exception):
+                pass
+            text = explain(ex, known_mistakes(ex, rung, replay.observations))
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return ""
+    return "\n" + text if text else ""
 
 
 def _error_message(c: Ladder, e: BaseException) -> str:

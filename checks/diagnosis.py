@@ -1,0 +1,115 @@
+"""Known mistakes: when a check fails, which mutant of ``checks/mutants.toml`` gave the same answers?
+
+When the learner's check fails at a rung, the learner's code is run once more in
+recording mode (comparisons never raise; the run stops after that rung), and so is
+each mutant of the exercise that fails at the same rung, on the same inputs. Every
+comparison leaves an :class:`checks.ladder.Observation`: its key, whether it
+passed, and for failures a digest of the answer. A mutant *matches* when its
+observations are the learner's: the same comparisons in the same order, passed
+where the learner's passed, failed where they failed, with the same answers (within
+each comparison's tolerance row; exactly for shapes, types, texts and exceptions).
+All of the rung counts, not just its first failure: two mistakes that agree up to
+the first wrong answer often part later.
+
+Only then does the message name it. Two different mistakes that agree on every
+one of those comparisons are indistinguishable on these inputs; the message
+then names both. A mutant linked to a catalog ``differs`` entry is the
+published code's own behaviour: the message then says what the original does,
+why the kit differs and where to read more.
+
+Recordings are cached in the process (keyed by mutant and rung): the solutions
+and the checks do not change while it runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from checks.catalog import SOLUTIONS_DIR, Exercise
+from checks.ladder import Ladder, Observation, same_digest
+from checks.tolerances import tolerance
+
+_CACHE: dict[tuple[str, str], list[Observation] | None] = {}
+
+
+def record_mutant(m, ex: Exercise, rung: str) -> list[Observation] | None:
+    """The observations of mutant ``m`` replayed in recording mode up to ``rung`` (None if
+    the mutant no longer applies to the solutions)."""
+    key = (m.label, rung)
+    if key not in _CACHE:
+        _CACHE[key] = _record(m, ex, rung)
+    return _CACHE[key]
+
+
+def _record(m, ex: Exercise, rung: str) -> list[Observation] | None:
+    from checks.impl import Impl
+    from checks.mutants import apply_mutant
+    from checks.runner import climb
+    from reference.errors import ConfigError
+
+    with tempfile.TemporaryDirectory(prefix=f"shakyo-diagnose-{m.name}-") as tmp:
+        dst = Path(tmp) / "impl"
+        try:
+            apply_mutant(m, SOLUTIONS_DIR, dst)
+        except ConfigError:
+            return None
+        imp = Impl(dst)
+        c = Ladder(ex, imp, record=rung)
+        try:
+            climb(c)
+        except BaseException as e:  # noqa: BLE001 - a replay ends however the mutant ends
+            if isinstance(e, KeyboardInterrupt):
+                raise
+        finally:
+            imp.close()
+        return c.observations
+
+
+def _same(a: Observation, b: Observation) -> bool:
+    if a.key != b.key or a.passed != b.passed or a.kind != b.kind:
+        return False
+    if a.passed:
+        return True
+    tol = tolerance(a.tol) if a.kind == "value" else None
+    return same_digest(a.value, b.value, tol)
+
+
+def matches(learner: list[Observation], mutant: list[Observation] | None) -> bool:
+    """True when the recorded runs agree observation by observation (see above)."""
+    if not mutant or all(o.passed for o in learner) or len(learner) != len(mutant):
+        return False
+    return all(_same(a, b) for a, b in zip(learner, mutant))
+
+
+def known_mistakes(ex: Exercise, rung: str, learner: list[Observation]) -> list:
+    """The mutants of ``ex`` failing at ``rung`` whose recording equals the learner's."""
+    from checks.mutants import load_mutants
+
+    if all(o.passed for o in learner):
+        return []
+    candidates = [m for m in load_mutants() if m.exercise == ex.id and m.expected_rung == rung]
+    return [m for m in candidates if matches(learner, record_mutant(m, ex, rung))]
+
+
+def explain(ex: Exercise, found: list) -> str:
+    """The lines added to a failure message for the matched mutants ('' when none)."""
+    lines = []
+    for m in found:
+        if m.differs:
+            d = ex.differ(m.differs)
+            lines += [
+                "this is what the published code does, and the kit deliberately does not:",
+                f"  the original: {d.original}",
+                f"  the kit:      {d.kit}",
+                f"  read more:    (site: exercises/{ex.id}/#differs-{d.id})",
+            ]
+        else:
+            lines += [f"this matches a known mistake: {m.description}", f"  fix: {m.fix}"]
+    if len(found) > 1:
+        lines.insert(0, "these known mistakes give exactly these answers on the check's inputs:")
+    return "\n".join(lines)
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
