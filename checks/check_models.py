@@ -293,6 +293,13 @@ def check_unet_block(c: Ladder) -> None:
             [lambda s: (_randn(s, 1, 64, 2, 3),)],
             ("up_in",),
         ),
+        Case(
+            "UpBlock(40)",  # nf defaults to max(40 // 4, 16) = 16; ni = 10: no LayerNorm
+            lambda: ref_layers.UpBlock(40),
+            lambda m: m.UpBlock(40),
+            [lambda s: (_randn(s, 1, 40, 3, 2),)],
+            ("up_in",),
+        ),
     ]
     check_modules(c, cases)
 
@@ -338,6 +345,7 @@ def check_lstm_block(c: Ladder) -> None:
         for n, kw, extra, shapes in (
             (6, {}, "", ((2, 5, 3, 4), (1, 3, 2, 5))),
             (8, {"bidirectional": True}, ", bidirectional=True", ((1, 4, 3, 2),)),
+            (4, {"num_layers": 2}, ", num_layers=2", ((1, 3, 2, 3),)),
         )
     ]
     check_modules(c, cases)

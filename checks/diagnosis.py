@@ -113,3 +113,15 @@ def explain(ex: Exercise, found: list) -> str:
 
 def clear_cache() -> None:
     _CACHE.clear()
+
+
+def named_in(message: str) -> set[str]:
+    """Labels ('exercise/name') of the mutants a failure message names."""
+    import re
+
+    from checks.mutants import load_mutants
+
+    named = set(re.findall(r"this matches a known mistake: (.*)", message))
+    out = {m.label for m in load_mutants() if m.description and m.description in named}
+    out |= {m.label for m in load_mutants() if m.differs and f"#differs-{m.differs})" in message}
+    return out
