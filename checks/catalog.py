@@ -66,6 +66,7 @@ class Exercise:
     signature_source: dict[str, str] = field(default_factory=dict)  # symbol -> source
     optional_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     differs: tuple[Differs, ...] = ()
+    given_modules: tuple[str, ...] = ()  # modules of the learner's model built by given code
 
     def reference_module(self, symbol: str) -> str:
         return self.reference[symbol]
@@ -136,6 +137,7 @@ def _parse(entry: dict, index: int, where: Path) -> Exercise:
         signature_source=sources,
         optional_params={k: tuple(v) for k, v in entry.get("optional_params", {}).items()},
         differs=tuple(differs),
+        given_modules=tuple(entry.get("given_modules", ())),
     )
 
 

@@ -353,6 +353,7 @@ class Ladder:
                 rtol=tol.rtol,
                 backward=backward,
                 loss_fn=loss_fn,
+                given=self.exercise.given_modules,
             )
         except Exception as e:  # a diagnosis must never hide the failure it explains
             return f"  (could not locate the diverging module: {type(e).__name__}: {e})"

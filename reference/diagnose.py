@@ -216,6 +216,8 @@ class _Call:
     inputs: list[tuple[str, Any]] = field(default_factory=list)
     outputs: list[tuple[str, Any]] = field(default_factory=list)
     out_shapes: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
+    t0: int = 0  # when it started and finished, on one counter for all calls
+    t1: int = 0
 
     @property
     def parent(self) -> str:
@@ -261,6 +263,7 @@ class _Recorder:
         self._open: dict[int, list[_Call]] = {}
         self._copies: dict[tuple[int, int], Any] = {}
         self._stack: list[_Call] = []  # calls open right now, outermost first
+        self._clock = 0
 
     def __enter__(self) -> _Recorder:
         try:
@@ -333,6 +336,7 @@ class _Recorder:
         leaf = next(iter(module.children()), None) is None
         caller = self._stack[-1] if self._stack else None
         call = _Call(name, module, type(module).__name__, leaf, len(self._stack), caller)
+        call.t0, self._clock = self._clock, self._clock + 1
         self._stack.append(call)
         tensors = _flatten(tuple(args), "input") + _flatten(kwargs, "input")
         if self.mode != "shapes":
@@ -344,6 +348,7 @@ class _Recorder:
 
     def _post(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         call = self._open[id(module)].pop()
+        call.t1, self._clock = self._clock, self._clock + 1
         self._stack.remove(call)
         tensors = _flatten(output, "output")
         call.out_shapes = [
@@ -529,6 +534,10 @@ class DivergenceReport:
     # diverging module itself, its parent when its inputs already differ, the module
     # whose backward produced a differing gradient, or a parameter's owner.
     culprit: str | None = None
+    # When the difference arises in forward code outside any module: the function
+    # ("CoaT_ULSTM.forward") and the module calls of B it lies between (None: the start).
+    in_code: str | None = None
+    between: tuple[str | None, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -543,7 +552,16 @@ class DivergenceReport:
         b_name = ""
         if self.module_b is not None and (self.module_b != self.module or self.cls_b != self.cls_a):
             b_name = f"; in B: `{self.module_b}` ({self.cls_b})"
-        lines = [f"first divergence ({self.phase}): `{self.module}` ({self.cls_a}{b_name})"]
+        if self.in_code is not None and self.between is not None:
+            before, call = self.between
+            span = (
+                f"between `{before}` and `{call}`"
+                if before
+                else f"before `{call}`, its first module call"
+            )
+            lines = [f"first divergence ({self.phase}): in {self.in_code}, {span}"]
+        else:
+            lines = [f"first divergence ({self.phase}): `{self.module}` ({self.cls_a}{b_name})"]
         lines.append(f"  {self.where}: shape A {self.shape_a}, B {self.shape_b}")
         if self.max_abs_diff is not None:
             lines.append(
@@ -554,12 +572,14 @@ class DivergenceReport:
         lines.append(f"  matched by {self.matched_by}; {self.n_compared} tensors compared before")
         if self.note:
             lines.append(f"  note: {self.note}")
-        if self.culprit is not None and self.culprit != self.module:
+        if self.culprit is not None and self.culprit != self.module and self.in_code is None:
             lines.append(f"  look at: `{self.culprit}`")
         return "\n".join(lines)
 
 
-def _pair_calls(ra: _Recorder, rb: _Recorder) -> tuple[list[tuple[_Call, _Call]], str, str]:
+def _pair_calls(
+    ra: _Recorder, rb: _Recorder, given: tuple[str, ...] = ()
+) -> tuple[list[tuple[_Call, _Call]], str, str]:
     """Pairs (call in A, call in B) in A's execution order, and how they were matched.
 
     By label when at least half of A's labels exist in B (a learner's extra or
@@ -570,7 +590,7 @@ def _pair_calls(ra: _Recorder, rb: _Recorder) -> tuple[list[tuple[_Call, _Call]]
     la, lb = [c.label for c in ra.calls], [c.label for c in rb.calls]
     set_a, set_b = set(la), set(lb)
     only_a = [x for x in la if x not in set_b]
-    only_b = [x for x in lb if x not in set_a]
+    only_b = [x for x in lb if x not in set_a and x not in given]  # given code may wrap
     if len(only_a) <= len(la) / 2:
         by_label = {c.label: c for c in rb.calls}
         pairs = [(c, by_label[c.label]) for c in ra.calls if c.label in by_label]
@@ -616,6 +636,69 @@ def _report(diff: _Diff, phase: str, ca, cb, where: str, **kw) -> DivergenceRepo
     )
 
 
+def _given_root(call: _Call, given: tuple[str, ...]) -> _Call:
+    """The outermost ancestor of ``call`` (or itself) named in ``given``, else ``call``."""
+    chain = [call, *call.ancestors()]
+    hits = [c for c in chain if any(c.name == g or c.name.startswith(g + ".") for g in given)]
+    return hits[-1] if hits else call
+
+
+def _origin(cb: _Call, ra: _Recorder, atol: float, rtol: float) -> _Call:
+    """The outermost call of B whose inputs already differ on the way down to ``cb``: the
+    difference was made before it, in its caller's forward code. A caller with a twin in A
+    is passed when its own inputs differ from the twin's; one without (given code that
+    wraps its submodules) when it hands its input down unchanged."""
+    twins = {c.label: c for c in ra.calls}
+    c = cb
+    while c.caller is not None and c.caller.caller is not None:
+        up = c.caller
+        twin = twins.get(up.label)
+        if twin is not None:
+            if _compare_lists(twin.inputs, up.inputs, atol, rtol) is None:
+                break
+        elif _compare_lists(up.inputs, c.inputs, 0.0, 0.0) is not None:
+            break
+        c = up
+    return c
+
+
+def _between_report(
+    d_in: _Diff, ca: _Call, cb: _Call, ra: _Recorder, rb: _Recorder, n: int, note: str, common: dict
+) -> DivergenceReport:
+    """A difference made in forward code outside modules: which function, between which calls."""
+    origin = _origin(cb, ra, common["atol"], common["rtol"])
+    owner = origin.caller
+    if origin is not cb:  # report the input of the call the difference went into
+        twin = next((c for c in ra.calls if c.label == origin.label), None)
+        d_in = (
+            _compare_lists(twin.inputs, origin.inputs, common["atol"], common["rtol"])
+            if twin
+            else None
+        ) or d_in
+    earlier = [c for c in rb.calls if c.caller is owner and c.t1 < origin.t0]
+    before = max(earlier, key=lambda c: c.t1).label if earlier else None
+    code = f"`{owner.cls}.forward`"
+    of = "" if owner.name == ROOT else f" of `{owner.label}`"
+    made = f"between `{before}` and `{origin.label}`" if before else f"before `{origin.label}`"
+    why = (
+        f"the input of `{origin.label}` already differs while everything before matches: "
+        f"the code of {code}{of} {made} makes the difference"
+    )
+    return _report(
+        d_in,
+        "forward",
+        ca,
+        cb,
+        f"input of `{origin.label}`" + (f" ({d_in.path})" if d_in.path else ""),
+        n_compared=n,
+        note=_join(note, why),
+        culprit=owner.label,
+        in_code=code + of,
+        between=(before, origin.label),
+        **common,
+    )
+
+
 def _forward_note(ca: _Call, cb: _Call, atol: float, rtol: float) -> tuple[str, str]:
     """(culprit, explanation) for the first call whose outputs differ."""
     d = _compare_lists(ca.inputs, cb.inputs, atol, rtol)
@@ -644,8 +727,14 @@ def first_divergence(
     loss_fn: Callable | None = None,
     target: Any = None,
     seed: int | None = 0,
+    given: tuple[str, ...] = (),
 ) -> DivergenceReport:
     """The first module whose output, then gradient, differs between ``model_a`` and ``model_b``.
+
+    ``given``: names of modules of B that are given code (an exercise's encoder, say):
+    a difference inside one is reported at that module, never at its submodules. When
+    the inputs of the first differing call already differ, the report names the forward
+    function where the difference arose and the two module calls it lies between.
 
     ``model_a`` is the reference. Forward: calls compared in A's execution
     order, matched by label (by order of leaf modules when the names differ).
@@ -658,12 +747,24 @@ def first_divergence(
     backward = backward and _grad_possible()
     ra, ga, _ = _record(model_a, inputs, "values", backward, loss_fn, target, seed)
     rb, gb, _ = _record(model_b, inputs, "values", backward, loss_fn, target, seed)
-    pairs, matched_by, note = _pair_calls(ra, rb)
+    pairs, matched_by, note = _pair_calls(ra, rb, given)
     common = dict(atol=atol, rtol=rtol, matched_by=matched_by)
     n = 0
     for ca, cb in pairs:
         d = _compare_lists(ca.outputs, cb.outputs, atol, rtol)
         if d is not None:
+            d_in = _compare_lists(ca.inputs, cb.inputs, atol, rtol)
+            if d_in is not None and cb.caller is not None:
+                return _between_report(d_in, ca, cb, ra, rb, n, note, common)
+            ga, gb = _given_root(ca, given), _given_root(cb, given)
+            if gb is not cb:  # inside given code: report the given module itself
+                why = (
+                    f"`{gb.label}` is given code: its inputs match and its output differs, so "
+                    "look at the weights it was built or loaded with"
+                )
+                return _report(
+                    d, "forward", ga, gb, d.path, n_compared=n, note=_join(note, why), **common
+                )
             culprit, why = _forward_note(ca, cb, atol, rtol)
             return _report(
                 d,
@@ -822,7 +923,7 @@ class NanFinding:
         lines += [f"  parameter {p}: {s}" for p, s in self.params]
         if self.note:
             lines.append(f"  note: {self.note}")
-        if self.culprit is not None and self.culprit != self.module:
+        if self.culprit is not None and self.culprit != self.module and self.in_code is None:
             lines.append(f"  look at: `{self.culprit}`")
         return "\n".join(lines)
 

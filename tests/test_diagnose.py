@@ -236,7 +236,54 @@ def test_difference_in_code_between_modules_points_at_the_caller():
     # `first` matches; `second` is the first call whose output differs, but its
     # inputs already differ, so the code to look at is the caller's forward.
     assert report.module == "second" and report.culprit == "(model)"
-    assert "inputs already differ" in report.note
+    assert report.in_code == "`FunctionalGap.forward`" and report.between == ("first", "second")
+    assert str(report).startswith(
+        "first divergence (forward): in `FunctionalGap.forward`, between `first` and `second`"
+    )
+    assert "the input of `second` already differs" in report.note
+
+
+class Wrapper(nn.Module):
+    """Given code that hands its input to its only child unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.inner = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class ScalesBeforeGiven(nn.Module):
+    def __init__(self, factor: float, wrapped: bool) -> None:
+        super().__init__()
+        self.factor, self.wrapped = factor, wrapped
+        self.enc = Wrapper()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = x * self.factor
+        h = self.enc(x) if self.wrapped else self.enc.inner(x)  # A skips the wrapper's call
+        return self.head(h)
+
+
+def test_a_difference_before_given_code_names_the_callers_code_not_a_submodule():
+    report = first_divergence(
+        ScalesBeforeGiven(1.0, False), ScalesBeforeGiven(3.0, True), X, given=("enc",)
+    )
+    assert report.in_code == "`ScalesBeforeGiven.forward`"
+    assert report.between == (None, "enc")  # not `enc.inner`
+    assert "before `enc`, its first module call" in str(report)
+    assert "enc.inner" not in str(report)
+
+
+def test_a_difference_inside_given_code_is_reported_at_the_given_module():
+    a, b = ScalesBeforeGiven(1.0, True), ScalesBeforeGiven(1.0, True)
+    with torch.no_grad():
+        b.enc.inner.weight.add_(1.0)
+    report = first_divergence(a, b, X, given=("enc",))
+    assert report.module == "enc" and "given code" in report.note
 
 
 def test_shape_mismatch_is_a_divergence():

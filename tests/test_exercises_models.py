@@ -102,3 +102,25 @@ def test_icnr_init_that_ignores_init_fails_at_values(tmp_path):
     r = run_check("pixel-shuffle-icnr", impl)
     assert (r.status, r.rung) == ("failed", "values"), r.message
     assert "icnr_init(w, scale=2, init=fill_with_arange), w: (12, 5, 1, 1)" in r.message
+
+
+def test_an_imagenet_normalisation_before_the_encoder_names_the_learners_forward(tmp_path):
+    """A learner-style transcription that normalises with ImageNet statistics before the
+    encoder: the report names CoaT_ULSTM.forward, before `enc`, never the given encoder."""
+    impl = _copy_solutions(tmp_path)
+    p = impl / "coat.py"
+    old = "        x1, x2, x3, x4 = self.enc(x).values()\n"
+    assert p.read_text().count(old) == 1
+    p.write_text(
+        p.read_text().replace(
+            old,
+            "        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)\n"
+            "        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)\n"
+            "        x = (x - mean) / std\n" + old,
+        )
+    )
+    r = run_check("coat-ulstm", impl)
+    assert (r.status, r.rung) == ("failed", "values"), r.message
+    assert "first divergence (forward): in `CoaT_ULSTM.forward`, before `enc`" in r.message
+    assert "input of `enc`" in r.message
+    assert "patch_embed" not in r.message
