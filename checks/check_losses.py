@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from checks.ladder import SEEDS, Ladder
 from reference import losses as ref_losses
@@ -52,13 +53,21 @@ def check_lovasz(c: Ladder) -> None:
     with c.rung("shapes"):
         gt = sorted_labels(0, 9, soft=False)
         what = "lovasz_grad(gt_sorted), gt_sorted: (9,) float32"
-        c.same_shape(c.call(what, lambda: m.lovasz_grad(gt)), ref_losses.lovasz_grad(gt), what)
+        expected = ref_losses.lovasz_grad(gt)
+        c.same_shape(c.call_on_copies(what, m.lovasz_grad, gt_sorted=gt), expected, what)
         x, y = loss_inputs(0, _SHAPES[0])
         what = "lovasz_hinge_flat(x, y), x, y: (30,) float32"
-        _scalar_shape(c, c.call(what, lambda: m.lovasz_hinge_flat(x.flatten(), y.flatten())), what)
+        _scalar_shape(
+            c,
+            c.call_on_copies(what, m.lovasz_hinge_flat, logits=x.flatten(), labels=y.flatten()),
+            what,
+        )
         for per_image in (True, False):
             what = f"lovasz_hinge(x, y, per_image={per_image}), x, y: {_SHAPES[0]} float32"
-            got = c.call(what, lambda p=per_image: m.lovasz_hinge(x, y, per_image=p))
+            got = c.call_on_copies(
+                what, lambda p=per_image, **a: m.lovasz_hinge(a["logits"], a["labels"], per_image=p),
+                logits=x, labels=y,
+            )  # fmt: skip
             _scalar_shape(c, got, what)
 
     with c.rung("values"):
@@ -68,15 +77,17 @@ def check_lovasz(c: Ladder) -> None:
                     gt = sorted_labels(seed, n, soft)
                     kind = "soft" if soft else "0/1"
                     what = f"lovasz_grad(gt_sorted), gt_sorted: ({n},) {kind} labels (seed {seed})"
-                    got = c.call(what, lambda gt=gt: m.lovasz_grad(gt))
-                    c.close(got, ref_losses.lovasz_grad(gt), "forward", what)
+                    expected = ref_losses.lovasz_grad(gt)
+                    got = c.call_on_copies(what, m.lovasz_grad, gt_sorted=gt)
+                    c.close(got, expected, "forward", what)
         for gt, desc in (
             (torch.zeros(7), "(7,) all zero (an empty mask)"),
             (torch.ones(1), "(1,) a single positive pixel"),
         ):
             what = f"lovasz_grad(gt_sorted), gt_sorted: {desc}"
-            got = c.call(what, lambda gt=gt: m.lovasz_grad(gt))
-            c.close(got, ref_losses.lovasz_grad(gt), "forward", what)
+            expected = ref_losses.lovasz_grad(gt)
+            got = c.call_on_copies(what, m.lovasz_grad, gt_sorted=gt)
+            c.close(got, expected, "forward", what)
         for seed in SEEDS:
             for shape in _SHAPES:
                 for soft in (False, True):
@@ -85,20 +96,28 @@ def check_lovasz(c: Ladder) -> None:
                     what = (
                         f"lovasz_hinge_flat(x, y), {kind} labels, {x.numel()} pixels (seed {seed})"
                     )
-                    got = c.call(
-                        what, lambda x=x, y=y: m.lovasz_hinge_flat(x.flatten(), y.flatten())
-                    )
                     expected = ref_losses.lovasz_hinge_flat(x.flatten(), y.flatten())
+                    got = c.call_on_copies(
+                        what, m.lovasz_hinge_flat, logits=x.flatten(), labels=y.flatten()
+                    )
                     c.close(got, expected, "scalar", what)
                     for per_image in (True, False):
                         what = f"lovasz_hinge(x, y, per_image={per_image}), x, y: {shape} {kind} (seed {seed})"
-                        got = c.call(what, lambda x=x, y=y, p=per_image: m.lovasz_hinge(x, y, p))
-                        c.close(got, ref_losses.lovasz_hinge(x, y, per_image), "scalar", what)
+                        expected = ref_losses.lovasz_hinge(x, y, per_image)
+                        got = c.call_on_copies(
+                            what, lambda p=per_image, **a: m.lovasz_hinge(a["logits"], a["labels"], p),
+                            logits=x, labels=y,
+                        )  # fmt: skip
+                        c.close(got, expected, "scalar", what)
         x, y = loss_inputs(0, _SHAPES[1])
         y = torch.zeros_like(y)
         what = f"lovasz_hinge(x, y, per_image=False), y all zero (an empty mask), x: {_SHAPES[1]}"
-        got = c.call(what, lambda: m.lovasz_hinge(x, y, per_image=False))
-        c.close(got, ref_losses.lovasz_hinge(x, y, per_image=False), "scalar", what)
+        expected = ref_losses.lovasz_hinge(x, y, per_image=False)
+        got = c.call_on_copies(
+            what, lambda **a: m.lovasz_hinge(a["logits"], a["labels"], per_image=False),
+            logits=x, labels=y,
+        )  # fmt: skip
+        c.close(got, expected, "scalar", what)
 
     with c.rung("gradients"):
         for seed in SEEDS:
@@ -113,33 +132,87 @@ def check_lovasz(c: Ladder) -> None:
                 c.close(xm.grad, xr.grad, "gradient", f"d/dx of {what}")
 
 
+class _NoLovasz:
+    """Stands in for the learner's ``lovasz_hinge`` while loss_comb runs: 0 · the logits'
+    sum, so that what is left of their loss_comb is their BCE term alone."""
+
+    def __call__(self, logits, labels, per_image=True, ignore=None):
+        self.calls = getattr(self, "calls", 0) + 1
+        return logits.sum() * 0.0
+
+
+def _terms(c: Ladder, module, x: torch.Tensor, y: torch.Tensor, what: str):
+    """(their loss_comb, their BCE term or None) on copies of x and y. The BCE term comes
+    from their loss_comb with their lovasz_hinge replaced by zero; None when their
+    loss_comb does not call the module's lovasz_hinge (the terms cannot be told apart)."""
+    total = c.call_on_copies(what, lambda **a: module.loss_comb(a["x"], a["y"]), x=x, y=y)
+    stub, real = _NoLovasz(), module.lovasz_hinge
+    module.lovasz_hinge = stub
+    try:
+        bce = c.call(
+            what + " with lovasz_hinge -> 0", lambda: module.loss_comb(x.clone(), y.clone())
+        )
+    finally:
+        module.lovasz_hinge = real
+    return total, (bce if getattr(stub, "calls", 0) else None)
+
+
 def check_loss_comb(c: Ladder) -> None:
-    loss_comb = c.module.loss_comb
+    m = c.module
     with c.rung("shapes"):
         x, y = loss_inputs(0, _SHAPES[0])
         what = f"loss_comb(x, y), x, y: {_SHAPES[0]} float32"
-        _scalar_shape(c, c.call(what, lambda: loss_comb(x, y)), what)
+        _scalar_shape(
+            c, c.call_on_copies(what, lambda **a: m.loss_comb(a["x"], a["y"]), x=x, y=y), what
+        )
         what = f"loss_comb(x.half(), y), x: {_SHAPES[0]} float16 logits as under AMP"
-        _scalar_shape(c, c.call(what, lambda: loss_comb(x.half(), y)), what)
+        _scalar_shape(
+            c,
+            c.call_on_copies(what, lambda **a: m.loss_comb(a["x"], a["y"]), x=x.half(), y=y),
+            what,
+        )
 
     with c.rung("values"):
-        for seed in SEEDS:
-            for shape in _SHAPES:
-                for soft in (False, True):
-                    x, y = loss_inputs(seed, shape, soft)
-                    kind = "soft" if soft else "0/1"
-                    what = f"loss_comb(x, y), x, y: {shape} {kind} labels (seed {seed})"
-                    got = c.call(what, lambda x=x, y=y: loss_comb(x, y))
-                    c.close(got, ref_losses.loss_comb(x, y), "scalar", what)
-                    # The Lovász term is 0.5 % of the loss: compare it alone as well, or a
-                    # wrong weight would hide in the BCE's rounding.
-                    bce = torch.nn.functional.binary_cross_entropy_with_logits(x, y)
-                    what_l = f"loss_comb(x, y) − BCEWithLogits(x, y) (the Lovász part), {shape} {kind} (seed {seed})"
-                    c.close(got - bce, ref_losses.loss_comb(x, y) - bce, "scalar", what_l)
-        x, y = loss_inputs(1, _SHAPES[0])
-        y = torch.zeros_like(y)
-        what = f"loss_comb(x, y), y all zero (an empty mask), x: {_SHAPES[0]}"
-        c.close(c.call(what, lambda: loss_comb(x, y)), ref_losses.loss_comb(x, y), "scalar", what)
+        cases = [
+            (seed, shape, soft, *loss_inputs(seed, shape, soft))
+            for seed in SEEDS
+            for shape in _SHAPES
+            for soft in (False, True)
+        ]
+        empty = loss_inputs(1, _SHAPES[0])
+        cases.append(("empty", _SHAPES[0], False, empty[0], torch.zeros_like(empty[1])))
+        # Each term apart first (the Lovász term is 0.5 % of the loss: a wrong weight would
+        # hide in the BCE's rounding), then the sum.
+        for seed, shape, soft, x, y in cases:
+            kind = (
+                "y all zero (an empty mask)"
+                if seed == "empty"
+                else ("soft" if soft else "0/1") + " labels"
+            )
+            tag = f"x, y: {shape} {kind}" + ("" if seed == "empty" else f" (seed {seed})")
+            bce = F.binary_cross_entropy_with_logits(x, y)
+            expected = ref_losses.loss_comb(x, y)
+            what = f"loss_comb(x, y), {tag}"
+            total, their_bce = _terms(c, m, x, y, what)
+            if their_bce is not None:
+                c.close(
+                    their_bce,
+                    bce,
+                    "scalar",
+                    f"the BCE term of {what} (your lovasz_hinge replaced by 0)",
+                )
+                c.close(
+                    total - their_bce, expected - bce, "scalar",
+                    f"the Lovász term 0.01 * 0.5 * (L(x, y) + L(-x, 1 - y)) of {what}",
+                )  # fmt: skip
+            else:
+                c.close(
+                    total - bce,
+                    expected - bce,
+                    "scalar",
+                    f"loss_comb(x, y) - BCEWithLogits(x, y), {tag}",
+                )
+            c.close(total, expected, "scalar", what)
 
     with c.rung("gradients"):
         for seed in SEEDS:
@@ -148,5 +221,5 @@ def check_loss_comb(c: Ladder) -> None:
             xr, xm = x.clone().requires_grad_(), x.clone().requires_grad_()
             ref_losses.loss_comb(xr, y).backward()
             what = f"loss_comb(x, y).backward(), x: {shape} (seed {seed})"
-            _backward(c, c.call(what, lambda xm=xm, y=y: loss_comb(xm, y)), xm, what)
+            _backward(c, c.call(what, lambda xm=xm, y=y: m.loss_comb(xm, y.clone())), xm, what)
             c.close(xm.grad, xr.grad, "gradient", f"d/dx of {what}")

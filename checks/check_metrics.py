@@ -49,6 +49,15 @@ def _feed(metric, batches) -> None:
         metric.accumulate(SimpleNamespace(pred=pred, y=y))
 
 
+def _feed_mine(c: Ladder, what: str, metric, batches) -> None:
+    """The learner's metric on copies of the batches, failing if it changes learn.pred or
+    learn.y in place (fastai hands the same tensors to every metric and the loss)."""
+    for pred, y in batches:
+        learn = SimpleNamespace(pred=pred.clone(), y=y.clone())
+        with c.unchanged(what, **{"learn.pred": learn.pred, "learn.y": learn.y}):
+            metric.accumulate(learn)
+
+
 def _value(metric) -> float:
     v = metric.value
     return float(v.item() if isinstance(v, torch.Tensor) else v)
@@ -61,7 +70,7 @@ def check_f_th(c: Ladder) -> None:
         batches = random_batches(0, _BATCH_SHAPES[0])
         c.call(
             "F_th().reset(); .accumulate(learn) per batch",
-            lambda: (metric.reset(), _feed(metric, batches)),
+            lambda: (metric.reset(), _feed_mine(c, "F_th().accumulate(learn)", metric, batches)),
         )
         v = c.call("F_th().value", lambda: metric.value)
         c.is_type(v, (float, int, torch.Tensor), "F_th().value after 3 batches")
@@ -94,7 +103,11 @@ def check_f_th(c: Ladder) -> None:
                 mine = c.call(f"F_th({args})", lambda kw=kw: m.F_th(**kw))
                 got = c.call(
                     what,
-                    lambda mine=mine, b=batches: (mine.reset(), _feed(mine, b), _value(mine))[2],
+                    lambda mine=mine, b=batches, what=what: (
+                        mine.reset(),
+                        _feed_mine(c, what, mine, b),
+                        _value(mine),
+                    )[2],
                 )
                 c.close(torch.tensor(got), torch.tensor(ref.value), "scalar", what)
         # reset() must forget: the value after reset equals that of a fresh metric.
@@ -107,9 +120,9 @@ def check_f_th(c: Ladder) -> None:
 
         def again() -> float:
             mine.reset()
-            _feed(mine, first)
+            _feed_mine(c, what, mine, first)
             mine.reset()
-            _feed(mine, second)
+            _feed_mine(c, what, mine, second)
             return _value(mine)
 
         c.close(torch.tensor(c.call(what, again)), torch.tensor(ref.value), "scalar", what)

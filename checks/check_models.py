@@ -68,6 +68,25 @@ def _forward(m: nn.Module, args: tuple) -> torch.Tensor:
     return m(*args)
 
 
+def _clone(a: Any) -> Any:
+    if isinstance(a, torch.Tensor):
+        return a.clone()
+    return type(a)(_clone(x) for x in a)
+
+
+def _guarded_forward(c: Ladder, what: str, mine: nn.Module, args: tuple, names) -> Any:
+    """The learner's forward on its own copy of ``args``; fails if it changes them in place."""
+    own = tuple(_clone(a) for a in args)
+    flat_names = names[0] if len(names) != len(own) else None
+    named = (
+        {n: a for n, a in zip(names, own)}
+        if flat_names is None
+        else {"xs": own[0], names[-1]: own[-1]}
+    )
+    with c.unchanged(what, **named):
+        return c.call(what, lambda: _forward(mine, own))
+
+
 def check_modules(
     c: Ladder,
     cases: list[Case],
@@ -114,7 +133,7 @@ def _check_modules(
             what = f"{case.name}({_shapes(args)})"
             with torch.no_grad():
                 expected = _forward(ref, args)
-                got = c.call(what, lambda m=mine, a=args: _forward(m, a))
+                got = _guarded_forward(c, what, mine, args, case.input_names)
             c.same_shape(got, expected, what)
 
     with c.rung("values"):
@@ -132,7 +151,7 @@ def _check_modules(
                     )
                     with torch.no_grad():
                         expected = _forward(ref, args)
-                        got = c.call(what, lambda m=mine, a=args: _forward(m, a))
+                        got = _guarded_forward(c, what, mine, args, case.input_names)
                     c.close(got, expected, tol, what, models=(ref, mine), inputs=args)
 
     with c.rung("gradients"):
@@ -159,7 +178,7 @@ def _check_modules(
             what = f"{case.name}({_shapes(args)}) after load_state_dict(reference, strict=True)"
             with torch.no_grad():
                 expected = _forward(ref, args)
-                got = c.call(what, lambda m=mine, a=args: _forward(m, a))
+                got = _guarded_forward(c, what, mine, args, case.input_names)
             c.close(got, expected, tol, what, models=(ref, mine), inputs=args)
 
 

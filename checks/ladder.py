@@ -242,6 +242,30 @@ class Ladder:
         self.calling = None
         return out
 
+    def call_on_copies(self, what: str, fn: Callable[..., Any], **inputs: Any) -> Any:
+        """``fn(**copies)``: the learner's code on its own copies of ``inputs``, failing
+        when it changes one of them in place (see :meth:`unchanged`)."""
+        own = {k: _snapshot(v) for k, v in inputs.items()}
+        with self.unchanged(what, **own):
+            return self.call(what, lambda: fn(**own))
+
+    @contextlib.contextmanager
+    def unchanged(self, what: str, **inputs: Any) -> Iterator[None]:
+        """Fail when the learner's code changes one of ``inputs`` (tensors, arrays, or
+        lists / tuples / dicts of them) in place. Give the learner its own copy: the
+        reference never computes on what the learner's code touched."""
+        before = {name: _snapshot(x) for name, x in inputs.items()}
+        yield
+        for name, x in inputs.items():
+            changed = _changed(before[name], x)
+            self.observe(f"{what}: {name} unchanged", changed is None, changed)
+            if changed is not None:
+                self.fail(
+                    f"called:   {what}\n  your code changed its input `{name}` in place "
+                    f"({changed}): compute on a copy (`{name} = {name}.clone()`) or with "
+                    "out-of-place operations"
+                )
+
     def module_of(self, file: str) -> ModuleType:
         """Another file of the same implementation (e.g. 'layers.py')."""
         return self.impl.module(file)
@@ -359,6 +383,48 @@ class Ladder:
             return f"  (could not locate the diverging module: {type(e).__name__}: {e})"
         lines = ["(A = the reference, B = yours)", *str(report).splitlines()]
         return "\n".join("  " + line for line in lines)
+
+
+def _snapshot(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, (list, tuple)):
+        return [_snapshot(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _snapshot(v) for k, v in x.items()}
+    return x
+
+
+def _changed(before: Any, after: Any, path: str = "") -> str | None:
+    """How ``after`` differs from the snapshot ``before`` (None when it does not)."""
+    import torch
+
+    if isinstance(after, (torch.Tensor, np.ndarray)):
+        a = _as_float64(before)
+        b = _as_float64(after)
+        if a.shape != b.shape:
+            return f"{path or 'it'} has another shape now"
+        same = (a == b) | (torch.isnan(a) & torch.isnan(b))
+        if bool(same.all()):
+            return None
+        n = int((~same).sum())
+        return f"{path + ': ' if path else ''}{n} of {same.numel()} values changed"
+    if isinstance(after, (list, tuple)):
+        for i, (bv, av) in enumerate(zip(before, after)):
+            r = _changed(bv, av, f"{path}[{i}]")
+            if r:
+                return r
+    if isinstance(after, dict):
+        for k in after:
+            if k in before:
+                r = _changed(before[k], after[k], f"{path}[{k!r}]")
+                if r:
+                    return r
+    return None
 
 
 def _short(x: Any, limit: int = 300) -> str:
