@@ -139,6 +139,55 @@ def copy_weights(ref: nn.Module, mine: nn.Module) -> dict[str, str]:
     return mapping
 
 
+def _apply(key: str, old: list[str], new: list[str]) -> str | None:
+    """``key`` with its first run of components ``old`` replaced by ``new`` (None: no run)."""
+    parts = key.split(".")
+    for i in range(len(parts) - len(old) + 1):
+        if parts[i : i + len(old)] == old and (old or i > 0):
+            return ".".join(parts[:i] + new + parts[i + len(old) :])
+    return None
+
+
+def rename_rule(missing: list[str], unexpected: list[str]) -> tuple[str, str] | None:
+    """One rename that turns every reference key the learner lacks into exactly the keys
+    the learner has instead, e.g. ('final_conv.0', 'final_conv') or ('bn', 'norm'):
+    (the original's components, the learner's), found from the first missing key."""
+    if not missing or len(missing) != len(unexpected):
+        return None
+    a = missing[0].split(".")
+    for u in unexpected:
+        b = u.split(".")
+        pre = 0
+        while pre < min(len(a), len(b)) and a[pre] == b[pre]:
+            pre += 1
+        suf = 0
+        while suf < min(len(a), len(b)) - pre and a[-1 - suf] == b[-1 - suf]:
+            suf += 1
+        old, new = a[pre : len(a) - suf], b[pre : len(b) - suf]
+        if (not old or not new) and pre > 0:  # a component more or less: anchor on the one before
+            old, new = a[pre - 1 : len(a) - suf], b[pre - 1 : len(b) - suf]
+        mapped = [_apply(k, old, new) for k in missing]
+        if None not in mapped and sorted(mapped) == sorted(unexpected):
+            return ".".join(old), ".".join(new)
+    return None
+
+
+def _rename_advice(rule: tuple[str, str], mine: nn.Module) -> str:
+    old, new = rule
+    if old == new + ".0":
+        try:
+            cls = f" ({type(mine.get_submodule(new)).__name__})"
+        except AttributeError:
+            cls = ""
+        return (
+            f"the original wraps your `{new}`{cls} in an nn.Sequential (its keys carry "
+            f"`{old}.`): self.{new.split('.')[-1]} = nn.Sequential(...)"
+        )
+    if new == old + ".0":
+        return f"yours wraps `{old}` in an nn.Sequential; the original does not: drop the nn.Sequential"
+    return f"call it `{old.split('.')[-1]}` as the original does (the attribute name is the key)"
+
+
 def strict_load(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
     """``mine.load_state_dict(ref.state_dict(), strict=True)``; on failure list the keys."""
     sr, sm = ref.state_dict(), mine.state_dict()
@@ -150,6 +199,14 @@ def strict_load(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
     missing = [k for k in sr if k not in sm]
     unexpected = [k for k in sm if k not in sr]
     wrong = [k for k in sr if k in sm and sr[k].shape != sm[k].shape]
+    rule = rename_rule(missing, unexpected) if not wrong else None
+    if rule is not None:
+        c.fail(
+            f"{name}.load_state_dict(reference state dict, strict=True) failed: one rename\n"
+            f"  your keys say `{rule[1]}` where the original's say `{rule[0]}` "
+            f"({len(missing)} keys, e.g. yours {unexpected[0]}, the original's {missing[0]})\n"
+            f"  fix: {_rename_advice(rule, mine)}"
+        )
     lines = [
         f"{name}.load_state_dict(reference state dict, strict=True) failed: the names are "
         "the state_dict prefixes of the original (FACTS §3)"

@@ -124,3 +124,30 @@ def test_an_imagenet_normalisation_before_the_encoder_names_the_learners_forward
     assert "first divergence (forward): in `CoaT_ULSTM.forward`, before `enc`" in r.message
     assert "input of `enc`" in r.message
     assert "patch_embed" not in r.message
+
+
+def test_rename_rule_finds_one_consistent_rename():
+    from checks.modelcheck import rename_rule
+
+    ref = ["final_conv.0.shuf.0.weight", "final_conv.0.conv.3.bias"]
+    mine = ["final_conv.shuf.0.weight", "final_conv.conv.3.bias"]
+    assert rename_rule(ref, mine) == ("final_conv.0", "final_conv")
+    assert rename_rule(mine, ref) == ("final_conv", "final_conv.0")
+    ref = ["dec4.bn.weight", "dec3.bn.weight", "dec4.bn.bias"]
+    assert rename_rule(ref, [k.replace(".bn.", ".norm.") for k in ref]) == ("bn", "norm")
+    assert rename_rule(["weight", "bias"], ["gamma", "beta"]) is None  # two renames
+    assert rename_rule(["a.weight"], ["a.weight", "b.weight"]) is None
+
+
+def test_an_unwrapped_final_conv_is_reported_as_one_rename_with_its_fix(tmp_path):
+    impl = _copy_solutions(tmp_path)
+    p = impl / "coat.py"
+    old = "self.final_conv = nn.Sequential(UpBlock(96 + 32 * 3, num_classes, blur=True))"
+    p.write_text(
+        p.read_text().replace(old, "self.final_conv = UpBlock(192, num_classes, blur=True)")
+    )
+    r = run_check("coat-ulstm", impl)
+    assert (r.status, r.rung) == ("failed", "state_dict"), r.message
+    assert "failed: one rename" in r.message
+    assert "your keys say `final_conv` where the original's say `final_conv.0`" in r.message
+    assert "the original wraps your `final_conv` (UpBlock) in an nn.Sequential" in r.message
