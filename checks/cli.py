@@ -63,6 +63,11 @@ def add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         )
     elif name == "reset":
         parser.add_argument("id", metavar="ID")
+        parser.add_argument(
+            "--undo",
+            action="store_true",
+            help="put back your code of ID from the backup the last reset made",
+        )
     elif name == "solution":
         parser.add_argument("id", metavar="ID")
         parser.add_argument(
@@ -107,14 +112,24 @@ def _status(ex: Exercise, impl_dir: Path, entries: dict[str, progress.Entry]) ->
         if state == "missing":
             return "no exercise markers (`shakyo reset` restores them)"
         return "started (not checked)"
-    if e.status in ("failed", "error", "timeout") and e.rung != "-":
-        return f"{e.status} ({e.rung})"
-    return e.status
+    last = (
+        f"{e.status} ({e.rung})"
+        if e.status in ("failed", "error", "timeout") and e.rung != "-"
+        else e.status
+    )
+    if e.ever_passed and e.status != "passed":
+        return f"passed {e.passed_at[:10]}; last run {last}"
+    return last
+
+
+def _done(status: str) -> bool:
+    """A pass stays a pass: 'passed' and 'passed ...; last run failed' both count."""
+    return status.startswith("passed")
 
 
 def _next(impl_dir: Path, entries: dict[str, progress.Entry]) -> Exercise | None:
     for ex in load_catalog():
-        if ex.available and _status(ex, impl_dir, entries) != "passed":
+        if ex.available and not _done(_status(ex, impl_dir, entries)):
             return ex
     return None
 
@@ -234,7 +249,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if (
                 ex.available
                 and ex.id not in passed_here
-                and _status(ex, impl_dir, entries) != "passed"
+                and not _done(_status(ex, impl_dir, entries))
             ):
                 return ex
         return None
@@ -308,25 +323,42 @@ def cmd_progress(args: argparse.Namespace) -> int:
     entries = progress.load()
     available = [e for e in load_catalog() if e.available]
     statuses = {e.id: _status(e, impl_dir, entries) for e in available}
-    done = sum(s == "passed" for s in statuses.values())
+    done = sum(_done(s) for s in statuses.values())
     width = 30
     filled = round(width * done / max(len(available), 1))
     print(
         f"[{'#' * filled}{'.' * (width - filled)}] {done} of {len(available)} exercises passed"
         f" ({len(load_catalog())} in the catalog)"
     )
+    width = max(len(s) for s in statuses.values())
     for ex in available:
         e = entries.get(ex.id)
-        extra = ""
+        status, extra = statuses[ex.id], ""
         if e is not None:
-            extra = f"   hints seen {e.hints_seen}, last change {e.updated}"
-        print(f"  {ex.id:<20} {statuses[ex.id]:<22}{extra}")
+            if status == "passed":
+                status = f"passed {e.passed_at[:10]}"
+            extra = f"   hints seen {e.hints_seen}, last run {e.updated}"
+        print(f"  {ex.id:<20} {status:<{width}}{extra}")
     print(f"\nstate file: {_rel(progress.progress_path())}")
     print(_next_line(_next(impl_dir, entries), impl_dir))
     return 0
 
 
 # --------------------------------------------------------------------- reset
+def _backups(file: str, exercise_id: str) -> list[Path]:
+    """Backups `shakyo reset` made of ``file`` for ``exercise_id``, oldest first."""
+    folder = progress.state_dir() / "backups"
+    found = list(folder.glob(f"{file}.{exercise_id}.*")) if folder.is_dir() else []
+    return sorted(found, key=lambda p: p.name.rsplit(".", 1)[-1])
+
+
+def _backup(file: str, exercise_id: str, text: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"{time.time() % 1:.6f}"[1:].replace(".", "")
+    path = progress.state_dir() / "backups" / f"{file}.{exercise_id}.{stamp}"
+    atomic_write_text(path, text)
+    return path
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     from checks.stubs import generated_stub
 
@@ -338,12 +370,13 @@ def cmd_reset(args: argparse.Namespace) -> int:
         )
     if not (SOLUTIONS_DIR / ex.file).is_file():
         raise ConfigError(f"{ex.id}: not yet available in this version (no solutions/{ex.file})")
-    pristine = generated_stub(ex.file)
     path = impl_dir / ex.file
     current = path.read_text(encoding="utf-8") if path.is_file() else None
+    if args.undo:
+        return _undo_reset(ex, path, current)
+    pristine = generated_stub(ex.file)
     if current is not None:
-        backup = progress.state_dir() / "backups" / f"{ex.file}.{time.strftime('%Y%m%dT%H%M%S')}"
-        atomic_write_text(backup, current)
+        backup = _backup(ex.file, ex.id, current)
     new = reset_regions(current, pristine, ex.id) if current is not None else None
     if new is None:
         atomic_write_text(path, pristine)
@@ -355,7 +388,30 @@ def cmd_reset(args: argparse.Namespace) -> int:
         progress.reset_entry(ex.id)
     print(f"restored {what} in {_rel(path)}")
     if current is not None:
-        print(f"your previous version is in {_rel(backup)}")
+        print(
+            f"your previous version is in {_rel(backup)}; `shakyo reset {ex.id} --undo` puts it back"
+        )
+    return 0
+
+
+def _undo_reset(ex: Exercise, path: Path, current: str | None) -> int:
+    backups = _backups(ex.file, ex.id)
+    if not backups:
+        raise ConfigError(
+            f"{ex.id}: no backup of {_rel(path)} to go back to; `shakyo reset {ex.id}` keeps one "
+            "each time it resets"
+        )
+    source = backups[-1]
+    saved = source.read_text(encoding="utf-8")
+    when = source.name.rsplit(".", 1)[-1][:15]
+    # Only this exercise's regions come back: other exercises of the file keep today's code.
+    new = reset_regions(current, saved, ex.id) if current is not None else None
+    if current is not None:
+        _backup(ex.file, ex.id, current)  # so that the undo can be undone
+    atomic_write_text(path, new if new is not None else saved)
+    source.unlink()
+    what = f"your code of {ex.id}" if new is not None else "the whole file"
+    print(f"put back {what} in {_rel(path)}, as it was before the reset of {when}")
     return 0
 
 

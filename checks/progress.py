@@ -2,8 +2,12 @@
 
 One line per exercise, tab-separated::
 
-    # id  status  rung  hints_seen  updated (UTC)
-    layer-norm-2d	passed	state_dict	1	2026-11-27T22:00:00Z
+    # id  status  rung  hints_seen  updated (UTC)  passed (UTC)
+    layer-norm-2d	failed	values	1	2026-11-28T09:00:00Z	2026-11-27T22:00:00Z
+
+``status`` and ``rung`` are the last run's; ``passed`` is when the exercise last
+passed ("-" never), so a pass stays a pass when a later edit breaks it again.
+Files written before the ``passed`` column existed are read as they were.
 
 ``SHAKYO_STATE_DIR`` moves the folder (tests use it). The file is rewritten
 atomically; an unreadable line is ignored rather than fatal.
@@ -19,7 +23,7 @@ from pathlib import Path
 from checks.catalog import REPO
 from reference.utils import atomic_write_text
 
-HEADER = "# shakyo progress: id, status, rung, hints seen, updated (UTC); tab-separated\n"
+HEADER = "# shakyo progress: id, last status, last rung, hints seen, updated (UTC), passed (UTC); tab-separated\n"
 
 
 def state_dir() -> Path:
@@ -37,9 +41,17 @@ class Entry:
     rung: str = "-"
     hints_seen: int = 0
     updated: str = "-"
+    passed_at: str = "-"  # when it last passed
+
+    @property
+    def ever_passed(self) -> bool:
+        return self.passed_at != "-"
 
     def line(self) -> str:
-        return f"{self.id}\t{self.status}\t{self.rung}\t{self.hints_seen}\t{self.updated}\n"
+        return (
+            f"{self.id}\t{self.status}\t{self.rung}\t{self.hints_seen}\t{self.updated}"
+            f"\t{self.passed_at}\n"
+        )
 
 
 def load() -> dict[str, Entry]:
@@ -51,10 +63,14 @@ def load() -> dict[str, Entry]:
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
-        if len(parts) != 5:
+        if len(parts) == 5:  # before the passed column: a pass is dated by its update
+            parts.append(parts[4] if parts[1] == "passed" else "-")
+        if len(parts) != 6:
             continue
         try:
-            entries[parts[0]] = Entry(parts[0], parts[1], parts[2], int(parts[3]), parts[4])
+            entries[parts[0]] = Entry(
+                parts[0], parts[1], parts[2], int(parts[3]), parts[4], parts[5]
+            )
         except ValueError:
             continue
     return entries
@@ -73,6 +89,8 @@ def record_result(exercise_id: str, status: str, rung: str | None) -> None:
     entries = load()
     e = entries.setdefault(exercise_id, Entry(exercise_id))
     e.status, e.rung, e.updated = status, rung or "-", _now()
+    if status == "passed":
+        e.passed_at = e.updated
     save(entries)
 
 
@@ -91,5 +109,6 @@ def reset_entry(exercise_id: str) -> None:
 
 
 def has_passed(exercise_id: str) -> bool:
+    """True once the exercise has passed (a later failing run does not take it back)."""
     e = load().get(exercise_id)
-    return e is not None and e.status == "passed"
+    return e is not None and e.ever_passed

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -121,6 +123,74 @@ def test_reset_restores_one_exercise_of_a_shared_file(learner, state_dir, capsys
     assert main(["reset", "layer-norm-2d", "--impl", str(learner)]) == 0
     assert (learner / "layers.py").read_text() == generated_stub("layers.py")
     assert "the whole file" in capsys.readouterr().out
+
+
+def test_reset_undo_puts_back_the_learners_code_of_that_exercise_only(learner, state_dir, capsys):
+    _solve(learner, "data.py")
+    mine = (
+        (learner / "data.py")
+        .read_text()
+        .replace(
+            "return (data - bounds[0]) / (bounds[1] - bounds[0])",
+            "return (data - bounds[0]) / (bounds[1] - bounds[0])  # my ash-false-color",
+        )
+    )
+    (learner / "data.py").write_text(mine)
+    assert main(["reset", "tile-layout", "--impl", str(learner)]) == 0
+    assert "`shakyo reset tile-layout --undo` puts it back" in capsys.readouterr().out
+    # the learner goes on with ash-false-color after the reset...
+    text = (learner / "data.py").read_text().replace("# my ash-false-color", "# edited later")
+    (learner / "data.py").write_text(text)
+    assert main(["reset", "tile-layout", "--undo", "--impl", str(learner)]) == 0
+    back = (learner / "data.py").read_text()
+    assert "self.fnames = sorted(str(p) for p in self.path.glob" in back  # tile-layout is back
+    assert "# edited later" in back  # ...and that edit survives the undo
+    assert "as it was before the reset of" in capsys.readouterr().out
+    # the undo can itself be undone (the stub comes back), and with no backup left: one line
+    assert main(["reset", "tile-layout", "--undo", "--impl", str(learner)]) == 0
+    assert (
+        'raise NotImplementedError("tile-layout: write tile_image'
+        in (learner / "data.py").read_text()
+    )
+    capsys.readouterr()
+    assert main(["reset", "rle", "--undo", "--impl", str(learner)]) == 2
+    assert "no backup of" in capsys.readouterr().err
+
+
+def test_a_pass_stays_a_pass_when_a_later_run_fails(learner, capsys):
+    _solve(learner, "submission.py")
+    assert main(["check", "rle", "--impl", str(learner)]) == 0
+    broken = (learner / "submission.py").read_text().replace("img.T.flatten()", "img.flatten()")
+    (learner / "submission.py").write_text(broken)
+    assert main(["check", "rle", "--impl", str(learner)]) == 1
+    capsys.readouterr()
+    assert main(["progress", "--impl", str(learner)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of " in out and re.search(
+        r"rle +passed \d{4}-\d\d-\d\d; last run failed \(values\)", out
+    )
+    assert main(["list", "--impl", str(learner)]) == 0
+    assert re.search(
+        r"rle +submission\.py +passed \d{4}-\d\d-\d\d; last run failed", capsys.readouterr().out
+    )
+    assert main(["solution", "rle"]) == 0  # it has passed once
+
+
+def test_progress_files_written_before_the_passed_column_still_read(state_dir):
+    (state_dir).mkdir(parents=True, exist_ok=True)
+    progress.progress_path().write_text(
+        "# old header\nrle\tpassed\tvalues\t1\t2026-11-27T22:00:00Z\nfpn\tfailed\tvalues\t0\t2026-11-28T01:00:00Z\n"
+    )
+    entries = progress.load()
+    assert entries["rle"].passed_at == "2026-11-27T22:00:00Z" and not entries["fpn"].ever_passed
+
+
+def test_piping_into_head_ends_quietly():
+    proc = subprocess.run(
+        f"{sys.executable} -m shakyo.cli list --impl solutions | head -n 1",
+        shell=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.stdout.count("\n") == 1 and proc.stderr == ""
 
 
 def test_progress_summarises(learner, capsys):
