@@ -215,6 +215,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             if r.status in ("failed", "error", "timeout"):
                 print()
                 print(_details(r))
+            elif r.status == "passed" and r.message:
+                print(
+                    f"\n--- {r.id}: passed\n"
+                    + "\n".join("  " + ln for ln in r.message.splitlines())
+                )
         counts: dict[str, int] = {}
         for r in results:
             counts[r.status] = counts.get(r.status, 0) + 1

@@ -159,6 +159,7 @@ class Ladder:
         self.timings: dict[str, float] = {}
         self.calling: str | None = None  # the learner call in progress (for error messages)
         self.record = record
+        self.notes: list[str] = []  # said with the result, passed or not
         self.observations: list[Observation] = []
         self._counts: dict[tuple[str, str], int] = {}
 
@@ -198,6 +199,11 @@ class Ladder:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
         if name not in self.passed:
             self.passed.append(name)
+
+    def note(self, text: str) -> None:
+        """Something the learner should know even when the check passes."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def fail(self, message: str) -> None:
         """A wrong answer found by the check itself: recorded by its text, then raised

@@ -206,6 +206,8 @@ def _run(ex: Exercise, imp: Impl, timeout: float) -> Result:
     start = time.perf_counter()
 
     def result(status: str, rung: str | None, message: str) -> Result:
+        notes = "".join(f"\nnote: {n}" for n in c.notes)
+        message = (message + notes).lstrip("\n")
         return Result(ex.id, status, rung, message, time.perf_counter() - start, dict(c.timings))
 
     try:

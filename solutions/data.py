@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import albumentations as A
+import cv2
 import numpy as np
 import tifffile
 import torch
@@ -62,6 +64,43 @@ def tile_image(record_data: dict[str, np.ndarray]) -> np.ndarray:
     img = np.clip(false_color * 255, 0, 255).astype(np.uint8)
     return img.reshape(h, w, -1)
     # END EXERCISE tile-layout
+
+
+def get_aug(seed: int | None = None) -> A.Compose:
+    """The published training augmentation on albumentations 2.x (given, not an exercise).
+
+    A shift of up to 20 %, a scale of 0.8-1.2 and a rotation of up to 30 degrees (75 % of
+    the time), gamma or brightness/contrast (half the time), motion or Gaussian blur (a
+    quarter). Borders reflect, as albumentations 1.x did; the mask is resampled with the
+    nearest neighbour. No flips: masks and images are offset by half a pixel.
+    """
+    return A.Compose(
+        [
+            A.Affine(
+                translate_percent={"x": (-0.2, 0.2), "y": (-0.2, 0.2)},
+                scale=(0.8, 1.2),
+                keep_ratio=True,
+                rotate=(-30, 30),
+                shear=0,
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=0.75,
+            ),
+            A.OneOf(
+                [
+                    A.RandomGamma(gamma_limit=(50, 150)),
+                    A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.2),
+                ],
+                p=0.5,
+            ),
+            A.OneOf(
+                [A.MotionBlur(), A.GaussianBlur(blur_limit=(3, 7), sigma_limit=(0.8, 1.4))], p=0.25
+            ),
+        ],
+        p=1,
+        seed=seed,
+    )
 
 
 def img2tensor(img: np.ndarray, dtype: np.dtype = np.float32) -> torch.Tensor:
