@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("id", metavar="ID")
         parser.add_argument(
             "n", nargs="?", type=int, metavar="N", help="which hint (default: the next one)"
+        )
+        parser.add_argument(
+            "--differs",
+            action="store_true",
+            help="where the published code and this exercise part ways (and why)",
         )
     elif name == "reset":
         parser.add_argument("id", metavar="ID")
@@ -302,10 +308,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- hint
+def _print_differs(ex: Exercise) -> None:
+    print(f"{ex.id}: the published code ({ex.original.file}) and this exercise")
+    if not ex.differs:
+        print("  nothing to note: a faithful copy of the original is what the check expects")
+    for d in ex.differs:
+        verdict = "a copy of the original passes" if d.accepted else "the kit departs on purpose"
+        print(f"  - {d.id} ({verdict})")
+        for label, text in (("the original: ", d.original), ("the kit:      ", d.kit)):
+            print(
+                textwrap.fill(text, 96, initial_indent="      " + label, subsequent_indent=" " * 20)
+            )
+        print(f"      read more:    (site: exercises/{ex.id}/#differs-{d.id})")
+
+
 def cmd_hint(args: argparse.Namespace) -> int:
     ex = get_exercise(args.id)
     if not ex.available:
         raise ConfigError(f"{ex.id}: not yet available in this version")
+    if args.differs:
+        _print_differs(ex)
+        return 0
     n_hints = len(ex.hints)
     if args.n is None:
         seen = progress.load().get(ex.id, progress.Entry(ex.id)).hints_seen
@@ -318,6 +341,13 @@ def cmd_hint(args: argparse.Namespace) -> int:
     print(f"  {ex.hints[n - 1]}")
     if n < n_hints:
         print(f"(more: `shakyo hint {ex.id}` again, or `shakyo hint {ex.id} {n + 1}`)")
+    if ex.differs:
+        departures = sum(not d.accepted for d in ex.differs)
+        extra = f", {departures} where the kit departs on purpose" if departures else ""
+        print(
+            f"(the published code and this exercise: {len(ex.differs)} note(s){extra}; "
+            f"`shakyo hint {ex.id} --differs`)"
+        )
     progress.record_hint(ex.id, n)
     return 0
 

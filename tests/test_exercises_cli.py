@@ -237,3 +237,19 @@ def test_watch_on_the_solutions_walks_the_whole_ladder_once(capsys):
     available = [e.id for e in load_catalog() if e.available]
     assert [ln.split()[-1] for ln in out.splitlines() if "shakyo check" in ln] == available
     assert "every available exercise passed" in out
+
+
+def test_hint_reads_the_catalogs_differs_list(capsys):
+    from checks.catalog import get_exercise
+
+    ex = get_exercise("over9000")
+    assert main(["hint", "over9000", "1"]) == 0
+    assert "`shakyo hint over9000 --differs`" in capsys.readouterr().out
+    assert main(["hint", "over9000", "--differs"]) == 0
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())  # the texts are wrapped for the terminal
+    for d in ex.differs:
+        assert f"- {d.id} (" in out and " ".join(d.original.split()) in flat
+        assert " ".join(d.kit.split()) in flat
+        assert f"(site: exercises/over9000/#differs-{d.id})" in out
+    assert "the kit departs on purpose" in out and "a copy of the original passes" in out
