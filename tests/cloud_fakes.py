@@ -234,7 +234,8 @@ def zip_files(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in sorted(files.items()):
-            z.writestr(name, data)
+            # A fixed date: the same files give the same bytes (the plan's sha256 pins them).
+            z.writestr(zipfile.ZipInfo(name, date_time=(2023, 5, 10, 0, 0, 0)), data)
     return buf.getvalue()
 
 
@@ -394,6 +395,12 @@ class FakeKaggle(_Server):
             blob = self.blobs.get(bits[3])
             if blob is None:
                 return 404, {}, b""
+            crange = req.headers.get("Content-Range", "")
+            if crange.startswith("bytes */"):  # a resumable upload asking how far it got
+                total = int(crange.split("/")[1])
+                if blob["data"] is not None and len(blob["data"]) == total:
+                    return 200, {"Content-Type": "application/json"}, b"{}"
+                return 308, {}, b""  # nothing kept: start again from byte 0
             blob["data"] = req.body
             return 200, {"Content-Type": "application/json"}, b"{}"
         if bits[2] == "dataset":

@@ -110,8 +110,9 @@ destroy_self() {
     say "destroying instance $CONTAINER_ID (destroy, not stop: a stopped instance still bills its disk)"
     (
         export VAST_API_KEY=$CONTAINER_API_KEY
-        destroy_once() { vastai destroy instance "$CONTAINER_ID" -y --raw | grep -q '"success": *true'; }
-        retry 6 destroy_once
+        # vastai exits 0 even when the call failed; its success line is the only sure sign.
+        destroy_once() { vastai destroy instance "$CONTAINER_ID" -y 2>&1 | tee /dev/stderr | grep -q "destroying instance"; }
+        retry 6 destroy_once || say "could not confirm the destroy; the watchdog will check at the deadline"
     )
 }
 

@@ -166,7 +166,13 @@ def _working_tree_dirty(root: Path) -> bool:
 def cmd_launch(args, plan: Plan, keys: Keys) -> int:
     keys.require_vast()
     _check_owner(plan, keys)
+    vast = _vast(keys)
     old = load_state(plan.name, required=False)
+    if old and not old.get("ended_at") and not args.force:
+        row = vast.show_instance(old["instance_id"])
+        if row is None or (row.get("actual_status") or row.get("cur_state")) in GONE_STATES:
+            old.update(ended_at=time.time(), end="gone (destroyed)")
+            save_state(plan.name, old)
     if old and not old.get("ended_at") and not args.force:
         raise CloudError(
             f"plan {plan.name} already has instance {old['instance_id']} (launched {_when(old['launched_at'])}); "
@@ -181,7 +187,6 @@ def cmd_launch(args, plan: Plan, keys: Keys) -> int:
         )
     send_wandb = any(c["TRACKER"] == "wandb" for c in plan.train_configs)
     env = instance_env(keys, send_wandb)
-    vast = _vast(keys)
     offers = vast.search_offers(plan.offer_query(), limit=20)
     if args.offer is not None:
         offers = [o for o in offers if o.get("id") == args.offer]

@@ -53,13 +53,16 @@ def dataset_exists(keys: Keys, ref: str) -> bool:
 def unzip_all(archive: Path, dest: Path) -> list[Path]:
     """Extract `archive` into `dest`, then each zip inside it into a folder of its name.
 
-    (`kaggle datasets create --dir-mode zip` uploads every folder as FOLDER.zip.)
+    (`kaggle datasets create --dir-mode zip` uploads every folder as FOLDER.zip; the
+    published source, shakyo-src.zip, stays a zip.)
     Returns the files extracted, relative to `dest`.
     """
     dest.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive) as z:
         z.extractall(dest)
     for inner in sorted(dest.glob("*.zip")) + sorted(dest.glob("*/*.zip")):
+        if inner.name == "shakyo-src.zip":  # the code, kept whole for the Kaggle notebook
+            continue
         with zipfile.ZipFile(inner) as z:
             z.extractall(inner.with_suffix(""))
         inner.unlink()
