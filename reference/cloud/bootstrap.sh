@@ -240,7 +240,7 @@ for i in "${!SEEDS[@]}"; do
     fi
     say "seed ${SEEDS[$i]} -> $OUT/${RUN_NAMES[$i]} (at most ${budget}s)"
     timeout --kill-after=120 "$budget" shakyo train "$SRC/$SHAKYO_CONFIG" "${OVERRIDES[@]}" \
-        SEED "${SEEDS[$i]}" PATH "$TILES" OUT "$OUT" RESUME true
+        SEED "${SEEDS[$i]}" FNAME "${RUN_NAMES[$i]}" PATH "$TILES" OUT "$OUT" RESUME true
     rc=$?
     if ((rc == 124 || rc == 137)); then
         FAILED="deadline: training of seed ${SEEDS[$i]} stopped (checkpoint published for --resume)"

@@ -280,12 +280,6 @@ def validate_plan(raw: dict[str, Any], path: Path, repo_root: Path | None = None
     if values["train"]["seeds"] is None:
         values["train"]["seeds"] = [configs[0]["SEED"]]
         configs = _train_configs(values, where, repo_root or Path.cwd())
-    fnames = [c["FNAME"] for c in configs]
-    if len(set(fnames)) != len(fnames):
-        raise PlanError(
-            f"{where}[train] seeds {values['train']['seeds']} give the same FNAME {fnames[0]} for every run; "
-            "remove FNAME from the config or the overrides"
-        )
     return Plan(path, values, configs)
 
 
@@ -306,6 +300,11 @@ def _train_configs(values: dict, where: str, root: Path) -> list[dict[str, Any]]
             out.append(dict(load_config(cfg_path, pairs)))
         except ShakyoError as e:
             raise PlanError(f"{where}[train] overrides: {e}") from None
+    if len(out) > 1 and len({c["FNAME"] for c in out}) == 1:
+        # A config with a fixed FNAME (CoaT_ULSTM_medium_s2023): one run folder per seed.
+        base = re.sub(r"_s\d+$", "", out[0]["FNAME"])
+        for c in out:
+            c["FNAME"] = f"{base}_s{c['SEED']}"
     return out
 
 
