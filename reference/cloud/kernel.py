@@ -50,7 +50,9 @@ src = WORKING / "shakyo-src"
 with zipfile.ZipFile(src_zip[0]) as z:
     z.extractall(src)
 sys.path.insert(0, str(src))
+import reference
 from reference.cli import main as shakyo
+print("code:", Path(reference.__file__).parent)
 
 # Runs: folders with model.pth + config.json (a folder uploaded as RUN.zip is extracted first).
 for archive in sorted(MODEL_DIR.glob("*.zip")):
