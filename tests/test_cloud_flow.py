@@ -174,10 +174,13 @@ class World:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
-    def run_instance(self, instance_id: int, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run the on-start script the fake Vast received, in a fresh 'container' folder."""
+    def run_instance(
+        self, instance_id: int, timeout: float = 300, box: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run the on-start script the fake Vast received, in a fresh 'container' folder `box`
+        (default instance-ID; every real instance has the same /workspace/shakyo)."""
         inst = self.vast.instances[instance_id]
-        box = self.tmp / f"instance-{instance_id}"
+        box = box or self.tmp / f"instance-{instance_id}"
         work, bin_ = box / "work", box / "bin"
         (work / "state").mkdir(parents=True)
         bin_.mkdir()
@@ -412,6 +415,42 @@ def test_deadline_on_the_instance_and_the_local_watchdog(world, happy):
     watch = world.shakyo("cloud", "status", rel, "--watch", "--interval", "0.5", timeout=120)
     assert "deadline passed: destroying" in watch.stdout and "is gone" in watch.stdout
     assert world.vast.instances[iid2]["destroyed_by"] == "user"
+
+
+def test_launch_resume_continues_from_the_checkpoint_a_failed_run_published(world, happy):
+    """What `finish` publishes after a deadline (run folder with checkpoint.pth) is what
+    `launch --resume` downloads; the new instance (same work path, fresh disk) resumes it."""
+    box = world.tmp / f"instance-{happy['iid']}"
+    run_dir = box / "work" / "out" / "demo"
+    names = (
+        "checkpoint.pth",
+        "model.pth",
+        "config.json",
+        "history.csv",
+        "batches.csv",
+        "summary.json",
+    )
+    world.kaggle.add_dataset(f"{USER}/shakyo-e2e-resume-logs",
+                             {"demo.zip": zip_files({n: (run_dir / n).read_bytes() for n in names})})  # fmt: skip
+    history = (run_dir / "history.csv").read_text()
+    box.rename(box.with_name(box.name + "-old"))
+    plan = world.write_plan(
+        "e2e_resume", overrides={"EPOCHS": 1}, slug="shakyo-e2e-resume"
+    )  # TRACKER is resume-free
+    world.shakyo("cloud", "launch", str(plan.relative_to(world.repo)), "--yes", "--resume")
+    iid = world.last_instance()
+    assert (
+        f"export SHAKYO_RESUME_FROM={USER}/shakyo-e2e-resume-logs"
+        in world.vast.instances[iid]["onstart"]
+    )
+    run = world.run_instance(iid, box=box)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"checkpoints from {USER}/shakyo-e2e-resume-logs: 1" in run.stdout
+    assert "epochs 1..0" in run.stderr + run.stdout  # nothing left to train: the run had finished
+    published = zipfile.ZipFile(
+        io.BytesIO(world.dataset_files(f"{USER}/shakyo-e2e-resume")["demo.zip"])
+    )
+    assert published.read("history.csv").decode() == history
 
 
 def test_a_second_launch_while_one_runs_is_refused(world, happy):
