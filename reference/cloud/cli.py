@@ -129,6 +129,14 @@ def cmd_plan(args, plan: Plan, keys: Keys) -> int:
     _say(f"  publish: {plan['publish']['dataset']} (logs: {plan.logs_dataset})")
     for line in keys.describe():
         _say("  " + line)
+    if keys.kaggle_username and plan.owner != keys.kaggle_username:
+        _say(
+            f"  note: [publish] dataset owner {plan.owner} is not your Kaggle user {keys.kaggle_username}; launch will refuse"
+        )
+    if keys.wandb is None and any(c["TRACKER"] == "wandb" for c in plan.train_configs):
+        _say(
+            "  note: TRACKER wandb but no wandb key (WANDB_API_KEY or `wandb login`); launch will refuse"
+        )
     hours = plan["instance"]["max_hours"]
     if keys.vast is None:
         _say(
