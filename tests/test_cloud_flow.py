@@ -548,6 +548,20 @@ def test_no_key_in_any_file_log_or_request(world, happy):
     assert "header Authorization: kaggle basic auth" in labels
     assert "header Authorization: VAST_API_KEY raw" in labels
     print(f"leak scan: 0 leaks; keys found only where they belong ({len(expected)} places)")
+    # What the fakes recorded over the whole module (shown with -s).
+    from collections import Counter
+
+    def endpoint(fake, r):
+        path = urllib.parse.urlsplit(r.path).path
+        if type(fake) is FakeKaggle:
+            return path.rsplit("/", 1)[-1] if "/api/v1/" in path else "/".join(path.split("/")[:3])
+        return "/".join("N" if p.isdigit() else p for p in path.split("/"))
+
+    for fake in (world.vast, world.kaggle):
+        counts = Counter(f"{r.method} {endpoint(fake, r)} {r.status}" for r in fake.requests)
+        print(f"{type(fake).__name__}: {len(fake.requests)} requests")
+        for k, n in sorted(counts.items()):
+            print(f"  {n:3d} x {k}")
 
 
 def test_the_leak_scan_finds_a_planted_key(world, happy):
