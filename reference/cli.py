@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("reference.infer", "predict test record folders and write submission.csv"),
     "submission": ("reference.submission", "validate a submission file (submission check FILE)"),
     "demo": ("reference.demo", "synthesize, prepare, train, evaluate and predict on a laptop CPU"),
+    "cloud": (
+        "reference.cloud.cli",
+        "train on a rented vast.ai GPU, publish the model to Kaggle (cloud plan|launch|status|...)",
+    ),
 }
 
 

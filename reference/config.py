@@ -4,7 +4,7 @@ A config is a flat JSON object whose keys are those of the published
 `train.py` (PATH, SEED, FOLD, BS, EPOCHS, NUM_WORKERS, LR_MAX, PCT_START, OUT,
 FNAME, MODEL, WEIGHTS, LOSS_FUNC, METRIC; FACTS §7) plus the reference's own
 (ARCH, PRETRAINED, LABELS, PRECISION, RECIPE, ACC, RESUME, NAN_PATIENCE, IMPL,
-DEVICE). `shakyo train CONFIG.json KEY VALUE ...` overrides keys from the
+DEVICE, TRACKER). `shakyo train CONFIG.json KEY VALUE ...` overrides keys from the
 command line; each VALUE is parsed as JSON (`BS 4`, `PRETRAINED null`,
 `RESUME true`) and kept as a plain string when it is not JSON (`ARCH mini`).
 A dotted key (`A.B 1`) sets a field of a nested object.
@@ -100,6 +100,8 @@ _KEYS = [
     Key("IMPL", (str,), "reference", "whose model/loss/metric/optimizer to train: reference, solutions, "
         "exercises (your transcription) or a folder laid out like solutions/", check=_impl),
     Key("DEVICE", (str,), "auto", "auto (cuda if available), cpu, cuda or cuda:N", check=_device),
+    Key("TRACKER", (str,), None, "experiment tracker: wandb (fastai's WandbCallback; WANDB_MODE=offline works "
+        "without a network) or null", choices=("wandb",), nullable=True),
 ]  # fmt: skip
 KEYS: dict[str, Key] = {k.name: k for k in _KEYS}
 

@@ -22,3 +22,7 @@ class ConfigError(ShakyoError):
 
 class WeightsError(ShakyoError):
     """A checkpoint is missing, cannot be read, or does not fit the model."""
+
+
+class CloudError(ShakyoError):
+    """A cloud plan, a key or a call to Vast or Kaggle failed in a way the user can fix."""

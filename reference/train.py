@@ -239,6 +239,9 @@ def build_learner(
             run_dir / "batches.csv", keep_before_epoch=resume["epoch"] + 1 if resume else None
         ),
     ]
+    from reference.tracking import tracker_callbacks
+
+    cbs += tracker_callbacks(cfg, run_dir)  # TRACKER wandb: fastai's WandbCallback (+ curve)
     opt_func = comps["opt_func"](eps=cfg.eps, weight_decay=cfg.weight_decay)
     metric = comps["metrics"][cfg.METRIC]()
     learn = _fastai_learner_class()(
@@ -280,7 +283,7 @@ def _nan_hunt():
 # Keys that may change between a run and its resumption: they do not move the schedule.
 # (NUM_WORKERS and DEVICE still change float details: with workers, each worker reseeds its
 # augmentation from its id, so keep them equal for a bit-exact resume.)
-_RESUME_FREE = {"RESUME", "NUM_WORKERS", "DEVICE", "NAN_PATIENCE", "OUT"}
+_RESUME_FREE = {"RESUME", "NUM_WORKERS", "DEVICE", "NAN_PATIENCE", "OUT", "TRACKER"}
 
 
 def _load_resume(cfg: Config, run_dir: Path) -> dict | None:
