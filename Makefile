@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m sitegen build
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     nav.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
     tr = sub.add_parser("translations", help="list stale Japanese pages")
     tr.add_argument("--stamp", type=Path, help="stamp this x.ja.md or catalog.ja.toml as current")
+    tr.add_argument("--exercise", help="with --stamp catalog.ja.toml: only this exercise")
     sub.add_parser("refs", help="check `(site: ...)` references against site/")
     serve = sub.add_parser("serve", help="serve site/ on 127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -74,7 +75,7 @@ def _translations(args) -> int:
     if args.stamp is not None:
         path = args.stamp.resolve()
         if path.name == exercises.JA_CATALOG.name:
-            n = translations.stamp_catalog(path)
+            n = translations.stamp_catalog(path, args.exercise)
             print(f"{args.stamp}: stamped {n} exercises")
         else:
             print(f"{args.stamp}: translation_of {translations.stamp(path)}")

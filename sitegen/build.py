@@ -100,18 +100,18 @@ def update_nav(catalog, path: Path = MKDOCS_YML, check: bool = False) -> bool:
     return current
 
 
-def check_sources(catalog) -> None:
-    """No hand-written exercise pages; the navigation is the catalog."""
+def check_sources(catalog, docs: Path = DOCS, mkdocs_yml: Path = MKDOCS_YML) -> None:
+    """No hand-written exercise pages; the navigation is the catalog (else SiteError)."""
     from sitegen.exercises import page_path
 
     ids = {ex.id for ex in catalog}
     own = {"index.md", "index.ja.md", *NOT_COPIED}
-    for p in sorted((DOCS / "exercises").glob("*")):
+    for p in sorted((docs / "exercises").glob("*")):
         if p.name not in own:
             stem = p.name.split(".")[0]
             why = "is generated from the catalog" if stem in ids else "is not in the catalog"
             raise SiteError(f"docs/exercises/{p.name}: exercise `{stem}` {why}; remove the file")
-    if not update_nav(catalog, check=True):
+    if not update_nav(catalog, mkdocs_yml, check=True):
         raise SiteError(
             "mkdocs.yml: the exercise navigation is not the catalog's list; "
             "run `python -m sitegen nav` and commit mkdocs.yml"

@@ -157,7 +157,7 @@ def param_counts(ctx, lang: str, page: str) -> str:
 
 
 def _node(name: str, label: str, shapes: list) -> str:
-    return f'{name}["{label}<br/>{_fmt(shapes)}"]'
+    return f'{name}["{label}<br/>{_fmt(shapes)}"]' if shapes else f'{name}["{label}"]'
 
 
 def model_diagram(ctx, lang: str, page: str) -> str:
@@ -188,8 +188,12 @@ def model_diagram(ctx, lang: str, page: str) -> str:
         _node("X2", "x2 → " + t["last"], [x2]),
         _node("X3", "x3", [x3]),
         _node("X4", "x4", [x4]),
-        _node("L3", "lstm.0: " + t["lstm"], rows["lstm.0"]["shapes"]),
-        _node("L4", "lstm.1: " + t["lstm"], rows["lstm.1"]["shapes"]),
+        _node(
+            "L3", f"lstm.0: {t['lstm']}<br/>{_fmt(rows['lstm.0']['shapes'])} →", [inp["dec4"][1]]
+        ),
+        _node(
+            "L4", f"lstm.1: {t['lstm']}<br/>{_fmt(rows['lstm.1']['shapes'])} →", [inp["dec4"][0]]
+        ),
         _node("D4", "dec4 UnetBlock", rows["dec4"]["shapes"]),
         _node("D3", "dec3 UnetBlock", rows["dec3"]["shapes"]),
         _node("D2", "dec2 UnetBlock", rows["dec2"]["shapes"]),

@@ -84,16 +84,20 @@ def stamp(ja: Path) -> str:
     return h
 
 
-def stamp_catalog(path: Path) -> int:
-    """Stamp every exercise table of the Japanese catalog with the current English hash."""
+def stamp_catalog(path: Path, only: str | None = None) -> int:
+    """Stamp the exercise tables of the Japanese catalog (all, or ``only``) as current."""
     from checks.catalog import load_catalog
     from sitegen.exercises import source_hash
 
     text = path.read_text(encoding="utf-8")
     n = 0
     for ex in load_catalog():
+        if only is not None and ex.id != only:
+            continue
         pat = re.compile(rf'(^\[{re.escape(ex.id)}\]\nsource = ")[0-9a-f]{{12}}(")', re.M)
         text, k = pat.subn(rf"\g<1>{source_hash(ex)}\g<2>", text)
         n += k
+    if only is not None and n == 0:
+        raise SiteError(f"{path}: no [{only}] table with a `source = ` line right below it")
     path.write_text(text, encoding="utf-8")
     return n
