@@ -122,12 +122,26 @@ def check_sources(catalog, docs: Path = DOCS, mkdocs_yml: Path = MKDOCS_YML) -> 
         raise SiteError(f"exercises/catalog.toml: docs slugs must be exercises/<id>: {bad}")
 
 
+# A line break between two Japanese characters: browsers draw it as a space.
+_CJK = r"\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+_CJK_BREAK = re.compile(rf"(?<=[{_CJK}])\n[ \t]*(?=[{_CJK}])")
+
+
+def join_cjk_lines(text: str) -> str:
+    """Join the source lines of Japanese paragraphs (outside code fences) without a space."""
+    parts = re.split(r"(^```.*?^```[^\n]*$)", text, flags=re.M | re.S)
+    return "".join(p if p.startswith("```") else _CJK_BREAK.sub("", p) for p in parts)
+
+
 def fill_markers(ctx: Context, path: Path, fragments: dict) -> None:
     text = path.read_text(encoding="utf-8")
-    if "<!-- gen:" not in text:
-        return
     rel = path.relative_to(ctx.src).as_posix()
     lang = "ja" if rel.endswith(".ja.md") else "en"
+    if lang == "ja":
+        text = join_cjk_lines(text)
+        path.write_text(text, encoding="utf-8")
+    if "<!-- gen:" not in text:
+        return
 
     def replace(m: re.Match) -> str:
         name = m.group(1)

@@ -7,6 +7,7 @@ languages is drawn once per build.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ def _target(ctx, page: str, name: str) -> tuple[Path, str]:
 
 
 def _img(link: str, alt: str, caption: str) -> str:
+    # The caption is raw HTML: Markdown code spans would stay as backticks.
+    caption = re.sub(r"`([^`]+)`", r"<code>\1</code>", caption)
     return f'<figure markdown="span">\n  ![{alt}]({link})\n  <figcaption>{caption}</figcaption>\n</figure>'
 
 
