@@ -160,7 +160,7 @@ def fill_markers(ctx: Context, path: Path, fragments: dict) -> None:
 def assemble(log: Callable[[str], None] = print) -> Context:
     """Write build/site-src/: docs/ + generated pages + vendored scripts."""
     from checks.catalog import load_catalog
-    from sitegen import exercises, mutants, vendor
+    from sitegen import exercises, mutants, trace, vendor
 
     catalog = load_catalog()
     check_sources(catalog)
@@ -171,11 +171,18 @@ def assemble(log: Callable[[str], None] = print) -> Context:
     ctx = Context(SRC, catalog, translations)
 
     t = time.perf_counter()
+    # The shape trace (a forward pass of the medium model) runs in a second process while
+    # the mutants run here: the two expensive steps of a cold build share the CPUs.
+    tracer = None
+    if not trace.cache_path().is_file():
+        tracer = subprocess.Popen([sys.executable, "-m", "sitegen.trace"], cwd=REPO)
     shown = mutants.shown_mistakes([ex.id for ex in catalog if ex.available])
     exercises.write_pages(SRC, catalog, shown, translations)
     log(
         f"exercise pages: {2 * len(catalog)} ({len(shown)} mutant runs) in {time.perf_counter() - t:.1f} s"
     )
+    if tracer is not None and tracer.wait() != 0:
+        raise SiteError("python -m sitegen.trace failed (see the traceback above)")
 
     t = time.perf_counter()
     fragments = _fragments()

@@ -81,9 +81,12 @@ def _run() -> dict:
     }
 
 
+def cache_path(cache: Path = CACHE) -> Path:
+    return cache / f"trace-{tree_hash([REPO / 'reference'], extra=_versions())}.json"
+
+
 def trace_data(cache: Path = CACHE) -> dict:
-    key = tree_hash([REPO / "reference"], extra=_versions())
-    path = cache / f"trace-{key}.json"
+    path = cache_path(cache)
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     data = _run()
@@ -239,3 +242,9 @@ def params_table(ctx, lang: str, page: str) -> str:
             f"| `{m}` | " + " | ".join(f"{counts[f'{m}/{a}']:,}" for a in PARAM_ARCHS) + " |"
         )
     return "\n".join(lines)
+
+
+if (
+    __name__ == "__main__"
+):  # `python -m sitegen.trace`: fill the cache (the build runs it in parallel)
+    trace_data()
