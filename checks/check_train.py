@@ -71,7 +71,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch
 
 
 def fastai_run(model: nn.Module, xt, yt, xv, yv) -> tuple[list[dict], list[dict]]:
-    """The reference: fastai's Learner as the original trained (FACTS §7), on CPU in float32,
+    """The reference: fastai's Learner as the original trained (site: facts/training/#recipe), on CPU in float32,
     without shuffling or augmentation. Returns (table, log) as fit_one_cycle's docstring
     defines them; ``model`` ends with the best epoch's weights (SaveModelCallback)."""
 
