@@ -50,13 +50,18 @@ def test_a_changed_english_page_makes_its_translation_stale(tmp_path):
 
 
 def test_a_changed_catalog_entry_makes_its_translation_stale():
-    catalog = load_catalog()
-    ja = exercises.load_translations()
-    ex = catalog[0]
-    assert exercises.stale_translations(catalog[:1], {ex.id: ja[ex.id]}) == []
+    ex = load_catalog()[0]
+    t = exercises.load_translations()[ex.id]
+    current = type(t)(t.title, t.why, t.hints, t.differs, exercises.source_hash(ex))
+    assert exercises.stale_translations((ex,), {ex.id: current}) == []
     changed = type(ex)(**{**ex.__dict__, "why": ex.why + " More."})
-    (line,) = exercises.stale_translations((changed,), {ex.id: ja[ex.id]})
-    assert line.startswith(f"{ex.id}: translated from {ja[ex.id].source}")
+    (line,) = exercises.stale_translations((changed,), {ex.id: current})
+    assert line == (
+        f"{ex.id}: translated from {current.source}, the English is now {exercises.source_hash(changed)}"
+    )
+    assert exercises.stale_translations((ex,), {}) == [
+        f"{ex.id}: no translation in docs/exercises/catalog.ja.toml"
+    ]
 
 
 def test_the_navigation_lists_exactly_the_catalog_in_order():
