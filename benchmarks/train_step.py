@@ -71,7 +71,7 @@ def _timed(learn) -> dict:
 
 
 def published_learner(cfg, run_dir: Path):
-    """The published train.py's Learner (FACTS §7) on the reference's data, model and loss."""
+    """The published train.py's Learner (site: facts/training/#recipe) on the reference's data, model and loss."""
     import torch
     from fastai.callback.progress import CSVLogger
     from fastai.callback.tracker import SaveModelCallback

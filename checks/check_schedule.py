@@ -21,7 +21,7 @@ _CYCLES = (
 def one_cycle_formula(
     epochs, batches, lr_max, pct_start=0.25, div=25.0, div_final=1e5, moms=(0.95, 0.85, 0.95)
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FACTS §7 in float64, vectorised (written apart from the solution)."""
+    """The one-cycle formula (site: facts/training/#one-cycle) in float64, vectorised (written apart from the solution)."""
     pos = np.arange(epochs * batches, dtype=np.float64) / (epochs * batches)
     warm = pos < pct_start
     p = np.where(warm, pos / pct_start, (pos - pct_start) / (1 - pct_start))
@@ -107,7 +107,7 @@ def check_one_cycle(c: Ladder) -> None:
                 got_lr,
                 f_lr,
                 "schedule",
-                f"{what}[0] (lr per batch) vs the formula of FACTS §7 in float64",
+                f"{what}[0] (lr per batch) vs the formula of (site: facts/training/#one-cycle) in float64",
             )
             c.close(
                 got_mom, f_mom, "schedule", f"{what}[1] (mom per batch) vs the formula in float64"

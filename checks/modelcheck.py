@@ -209,7 +209,7 @@ def strict_load(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
         )
     lines = [
         f"{name}.load_state_dict(reference state dict, strict=True) failed: the names are "
-        "the state_dict prefixes of the original (FACTS §3)"
+        "the state_dict prefixes of the original (site: facts/model/#coat-ulstm)"
     ]
     if missing:
         lines.append(f"  missing in yours ({len(missing)}): {_keys_text(missing, sr)}")

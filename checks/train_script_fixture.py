@@ -95,7 +95,7 @@ def make_config(root: Path, out: Path, model: nn.Module) -> dict[str, Any]:
 
 
 def published_train(config: dict[str, Any]) -> None:
-    """The published train.py's train(), with the reference's parts (FACTS §7)."""
+    """The published train.py's train(), with the reference's parts (site: facts/training/#recipe)."""
     ds_train = ContrailsDatasetV0(config["PATH"], train=True, tfms=get_aug(seed=SEED))
     ds_val = ContrailsDatasetV0(config["PATH"], train=False, tfms=None)
     dls = ImageDataLoaders.from_dsets(

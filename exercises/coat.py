@@ -1,4 +1,4 @@
-"""CoaT_ULSTM: timm's CoaT encoder per frame, LSTMs over time, U-Net + FPN decoder (FACTS §3).
+"""CoaT_ULSTM: timm's CoaT encoder per frame, LSTMs over time, U-Net + FPN decoder (site: facts/model/#coat-ulstm).
 
 Exercise ``coat-ulstm``. The attribute names are the state_dict prefixes of the
 team's checkpoints (``enc``, ``lstm``, ``dec4`` ... ``final_conv``): the

@@ -1,4 +1,4 @@
-"""The training loss: a Lovász hinge with the Dice surrogate, plus BCE (FACTS §4).
+"""The training loss: a Lovász hinge with the Dice surrogate, plus BCE (site: facts/training/#loss).
 
 Exercises ``lovasz`` (lovasz_grad, lovasz_hinge_flat, lovasz_hinge) and ``loss-comb``.
 

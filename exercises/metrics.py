@@ -1,4 +1,4 @@
-"""The validation metric F_th: global Dice at the best of 80 thresholds (FACTS §5).
+"""The validation metric F_th: global Dice at the best of 80 thresholds (site: facts/training/#metric).
 
 Exercise ``f-th``.
 """

@@ -1,4 +1,4 @@
-"""The one-cycle schedule of fastai's fit_one_cycle, per training batch (FACTS §7).
+"""The one-cycle schedule of fastai's fit_one_cycle, per training batch (site: facts/training/#one-cycle).
 
 Exercise ``one-cycle``.
 

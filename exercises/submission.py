@@ -1,4 +1,4 @@
-"""Run-length encoding and submission rows (FACTS §8).
+"""Run-length encoding and submission rows (site: facts/inference/#rle).
 
 Exercise ``rle``.
 """

@@ -1,4 +1,4 @@
-"""fastai's fit_one_cycle, as the original trained, in plain PyTorch (FACTS §7).
+"""fastai's fit_one_cycle, as the original trained, in plain PyTorch (site: facts/training/#recipe).
 
 Exercise ``train-loop``. It needs ``one-cycle`` (schedule.py) first.
 

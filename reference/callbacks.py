@@ -76,7 +76,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class FiniteSmoothLoss(AvgSmoothLoss):
     """fastai's smoothed loss (EMA β=0.98, debiased), skipping non-finite losses.
 
-    fastai's own EMA stays NaN for ever after one NaN batch (FACTS §9), hiding
+    fastai's own EMA stays NaN for ever after one NaN batch (site: nan/#tables), hiding
     whether the model recovered. With finite losses it is fastai's, number for number.
     """
 

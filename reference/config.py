@@ -2,7 +2,7 @@
 
 A config is a flat JSON object whose keys are those of the published
 `train.py` (PATH, SEED, FOLD, BS, EPOCHS, NUM_WORKERS, LR_MAX, PCT_START, OUT,
-FNAME, MODEL, WEIGHTS, LOSS_FUNC, METRIC; FACTS §7) plus the reference's own
+FNAME, MODEL, WEIGHTS, LOSS_FUNC, METRIC; site: facts/training/#recipe) plus the reference's own
 (ARCH, PRETRAINED, LABELS, PRECISION, RECIPE, ACC, RESUME, NAN_PATIENCE, IMPL,
 DEVICE, TRACKER). `shakyo train CONFIG.json KEY VALUE ...` overrides keys from the
 command line; each VALUE is parsed as JSON (`BS 4`, `PRETRAINED null`,
@@ -128,17 +128,17 @@ class Config(dict):
 
     @property
     def n_acc(self) -> int:
-        """Accumulation target in samples: ACC, or the published int(32/BS + 0.5) (FACTS §7)."""
+        """Accumulation target in samples: ACC, or the published int(32/BS + 0.5) (site: facts/training/#accumulation)."""
         return self["ACC"] if self["ACC"] is not None else int(32 / self["BS"] + 0.5)
 
     @property
     def eps(self) -> float:
-        # Published: fastai's partial(..., eps=1e-4) was discarded, so eps stayed 1e-8 (FACTS §6).
+        # Published: fastai's partial(..., eps=1e-4) was discarded, so eps stayed 1e-8 (site: facts/training/#fastai-wrapper).
         return 1e-8 if self["RECIPE"] == "published" else 1e-4
 
     @property
     def weight_decay(self) -> float:
-        # Published: Learner wd=None, so weight decay stayed 0; the write-up says 0.01 (FACTS §6).
+        # Published: Learner wd=None, so weight decay stayed 0; the write-up says 0.01 (site: facts/training/#fastai-wrapper).
         return 0.0 if self["RECIPE"] == "published" else 0.01
 
 

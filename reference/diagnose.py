@@ -9,7 +9,7 @@ and by the docs (the shape trace of CoaT_ULSTM):
   if the forward matches, the first gradient that differs in backward order,
   then the first parameter gradient.
 - :func:`nan_hunt` names the first module whose output (then gradient) is not
-  finite, with statistics of its inputs, output and parameters (FACTS.md §9:
+  finite, with statistics of its inputs, output and parameters (site: nan/#fp16-overflow:
   a fp16 overflow in the random-init CoaT residual stream becomes inf, then NaN
   in the next LayerNorm; this tells which).
 - :func:`shape_trace` lists every module call with its output shapes and its own

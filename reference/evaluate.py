@@ -1,6 +1,6 @@
 """`shakyo evaluate RUN_DIR`: the validation Dice curve of a trained run and its best threshold.
 
-The threshold search of the original (FACTS §5, §8): predict every validation
+The threshold search of the original (site: facts/training/#metric; site: facts/inference/#ensemble): predict every validation
 tile with the best checkpoint, count tp/fp/fn over the **whole** validation set
 at each threshold of np.arange(0.1, 0.9, 0.01), and keep the threshold of the
 highest global Dice. The counting is :class:`reference.metrics.DiceAccumulator`,
@@ -64,7 +64,7 @@ def resolve_val_dir(cfg: dict, data: str | os.PathLike | None) -> Path:
 def predict_tiles(model: torch.nn.Module, loader, device: torch.device):
     """Yield (probs (B, H, W) float32, targets (B, H, W) float32, images (B, 3, T, H, W)) per batch.
 
-    probs = sigmoid(model(x).float()), exactly what F_th thresholds (FACTS §5).
+    probs = sigmoid(model(x).float()), exactly what F_th thresholds (site: facts/training/#metric).
     """
     from reference.infer import full_fp32
 

@@ -1,4 +1,4 @@
-"""Predict Kaggle test record folders and write ``submission.csv`` (FACTS.md §8).
+"""Predict Kaggle test record folders and write ``submission.csv`` (site: facts/inference/).
 
 For each record: the ash colour of all 8 frames, quantised as in training
 (floor(255·v)/255), as a (3, 8, H, W) tensor; every model slices the frames it

@@ -1,4 +1,4 @@
-"""The training loss `loss_comb`: BCE plus a small symmetric Lovász hinge (FACTS §4).
+"""The training loss `loss_comb`: BCE plus a small symmetric Lovász hinge (site: facts/training/#loss).
 
     loss_comb(x, y) = BCEWithLogits(x, y) + 0.01 · lovasz_sym(x, y)
     lovasz_sym(x, y) = 0.5 · [ L(x, y) + L(−x, 1 − y) ]
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 __all__ = ["lovasz_grad", "lovasz_hinge_flat", "lovasz_hinge", "lovasz_sym", "loss_comb"]
 
-# Dice is F_β with β = 1; kept as a name so the formula in lovasz_grad reads as in FACTS §4.
+# Dice is F_β with β = 1; kept as a name so the formula in lovasz_grad reads as in (site: facts/training/#lovasz).
 BETA = 1.0
 
 
@@ -98,7 +98,7 @@ def lovasz_sym(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
     # Under AMP the model returns fp16/bf16 logits; the loss must run in float32
-    # (FACTS §4). `t.float()` would also *down*-cast float64, which breaks gradcheck, so
+    # (site: facts/training/#loss). `t.float()` would also *down*-cast float64, which breaks gradcheck, so
     # only half precision is promoted.
     if t.dtype in (torch.float16, torch.bfloat16):
         return t.float()

@@ -1,4 +1,4 @@
-"""The validation metric `F_th`: global Dice at the best of 80 thresholds (FACTS §5).
+"""The validation metric `F_th`: global Dice at the best of 80 thresholds (site: facts/training/#metric).
 
 For every threshold th in np.arange(0.1, 0.9, 0.01) (0.10 … 0.89) and every pixel
 (p = sigmoid(logit), t = target > 0.5, P = p > th, strictly):
@@ -22,7 +22,7 @@ from fastai.metrics import Metric
 
 __all__ = ["DEFAULT_THRESHOLDS", "DiceAccumulator", "dice_curve", "F_th"]
 
-# FACTS §5: 80 values 0.10 … 0.89 (np.arange excludes the stop value 0.9).
+# (site: facts/training/#metric): 80 values 0.10 … 0.89 (np.arange excludes the stop value 0.9).
 DEFAULT_THRESHOLDS = np.arange(0.1, 0.9, 0.01)
 EPS = 1e-6
 
@@ -121,7 +121,7 @@ class F_th(Metric):
 
     Per batch: p = sigmoid(learn.pred.float()) (learn.pred is fp16 under AMP), t = learn.y > 0.5.
     Besides `value` it exposes `best_threshold` and `curve` = (thresholds, dice) for the
-    threshold used at inference (FACTS §8).
+    threshold used at inference (site: facts/inference/#ensemble).
     """
 
     def __init__(self, ths: np.ndarray | list[float] = DEFAULT_THRESHOLDS, beta: float = 1.0):

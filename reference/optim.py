@@ -1,4 +1,4 @@
-"""The optimizer `Over9000` = Lookahead(Ralamb) and its fastai adapters (FACTS §6).
+"""The optimizer `Over9000` = Lookahead(Ralamb) and its fastai adapters (site: facts/training/#optimizer).
 
 Ralamb is RAdam (rectified Adam) with a LARS/LAMB-style trust ratio per tensor.
 Per parameter tensor p with gradient g, t = step after increment:

@@ -60,7 +60,7 @@ class BestModel(TrackerCallback):
 
     When f_th improves: RUN_DIR/model.pth = the bare model's state_dict (loadable with
     `reference.models.load_checkpoint`). At the end of fit the best weights are
-    reloaded into the model, as fastai's SaveModelCallback does (FACTS §7).
+    reloaded into the model, as fastai's SaveModelCallback does (site: facts/training/#mixed-precision).
     """
 
     order = TrackerCallback.order + 1

@@ -4,7 +4,7 @@ The competition scores a CSV with header ``record_id,encoded_pixels``. Each
 mask is run-length encoded in **column-major** order (the mask is transposed,
 then flattened), as 1-indexed ``start length`` pairs separated by spaces; an
 empty mask is written as ``-``. The score is the global Dice over all pixels
-of all test records (FACTS.md §5, §8).
+of all test records (site: facts/inference/#rle; site: facts/training/#metric).
 
 This module needs only NumPy, so ``shakyo submission check`` starts quickly
 and runs on any machine.
@@ -226,7 +226,7 @@ def check_submission(path: str | os.PathLike, data_dir: str | os.PathLike) -> Su
     folder, a missing id, a malformed RLE or a run outside [1, H·W]. When every
     record folder has ``human_pixel_masks.npy`` (a validation split), the
     report carries the global Dice 2·TP / (2·TP + FP + FN + 1e-6) over all
-    pixels, the competition's score (FACTS.md §5).
+    pixels, the competition's score (site: facts/training/#metric).
     """
     path = Path(path)
     records = {p.name: p for p in list_record_dirs(data_dir)}

@@ -1,6 +1,6 @@
 """`shakyo train CONFIG.json [KEY VALUE ...]`: the fastai training of the original, made safe.
 
-What the published `train.py` does (FACTS §7), kept number for number::
+What the published `train.py` does (site: facts/training/#recipe), kept number for number::
 
     Learner(dls, model, loss_func=loss_comb, metrics=[F_th()], opt_func=Over9000,
             cbs=[GradientClip(3.0), GradientAccumulation(int(32/BS + 0.5)),
@@ -125,7 +125,7 @@ def _precision(cfg: Config, device) -> str:
     import torch
 
     if cfg.PRECISION is None:
-        # bf16 has fp32's range: no GradScaler, no fp16 overflow (FACTS §9).
+        # bf16 has fp32's range: no GradScaler, no fp16 overflow (site: nan/#fp16-overflow).
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if cfg.PRECISION != "fp32" and device.type != "cuda":
         raise ConfigError(
@@ -154,7 +154,7 @@ def _dataloaders(cfg: Config, device):
         )
     pin = device.type == "cuda"
     kw = dict(bs=cfg.BS, num_workers=cfg.NUM_WORKERS, pin_memory=pin, device=device)
-    # Train: shuffle + drop_last; validation: same bs, in order (FACTS §7).
+    # Train: shuffle + drop_last; validation: same bs, in order (site: facts/training/#recipe).
     dl_train = DataLoader(ds_train, shuffle=True, drop_last=True, wif=_ReseedAug(aug), **kw)
     dl_val = DataLoader(ds_val, shuffle=False, drop_last=False, **kw)
     return DataLoaders(dl_train, dl_val, device=device), aug
@@ -219,7 +219,7 @@ def build_learner(
     tile_dirs(cfg)  # a missing dataset fails before minutes of model building
     device = _device(cfg)
     precision = _precision(cfg, device)
-    # Seed before the model exists: the published code built it first (unseeded init, FACTS §7).
+    # Seed before the model exists: the published code built it first (unseeded init, site: facts/training/#recipe).
     seed_everything(cfg.SEED)
     model = comps["get_model"](cfg.MODEL, arch=cfg.ARCH, pre=cfg.PRETRAINED)
     if cfg.WEIGHTS and resume is None:
@@ -262,13 +262,17 @@ def build_learner(
 
 
 def _nan_advice(cfg: Config, precision: str) -> str:
-    """What to try after a NaN stop, given this run's settings (FACTS §9)."""
+    """What to try after a NaN stop, given this run's settings (site: nan/#what-to-do)."""
     tips = ["PRECISION fp32"] if precision != "fp32" else []
     tips.append(f"a lower LR_MAX (now {cfg.LR_MAX:g})")
     if not cfg.PRETRAINED and cfg.MODEL.startswith("CoaT"):
         tips.append("PRETRAINED encoder weights (`shakyo weights coat_lite_medium --to weights`)")
     return (
-        "try " + ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1] + " (FACTS §9)"
+        "try "
+        + ", ".join(tips[:-1])
+        + (" or " if len(tips) > 1 else "")
+        + tips[-1]
+        + " (site: nan/#what-to-do)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Data: the ash false-colour image, the uint8 tiles, and the dataset item (FACTS §1, §2).
+"""Data: the ash false-colour image, the uint8 tiles, and the dataset item (site: facts/data/).
 
 Exercises ``ash-false-color`` and ``tile-layout``.
 """

@@ -1,4 +1,4 @@
-"""Building blocks of the CoaT-ULSTM decoder (FACTS §3 "Blocks").
+"""Building blocks of the CoaT-ULSTM decoder (site: facts/model/#blocks).
 
 Attribute names are the state_dict keys of the team's checkpoints.
 Exercises ``layer-norm-2d``, ``pixel-shuffle-icnr``, ``unet-block``, ``fpn``, ``lstm-block``.

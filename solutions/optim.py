@@ -1,4 +1,4 @@
-"""The optimizer Over9000 = Lookahead(Ralamb) (FACTS §6).
+"""The optimizer Over9000 = Lookahead(Ralamb) (site: facts/training/#optimizer).
 
 Exercise ``over9000``.
 

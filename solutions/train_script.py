@@ -1,4 +1,4 @@
-"""train.py of the original: datasets, fastai DataLoaders, the Learner, one-cycle (FACTS §7).
+"""train.py of the original: datasets, fastai DataLoaders, the Learner, one-cycle (site: facts/training/#recipe).
 
 Exercise ``train-script``. ``train(config)`` receives what the published ``main()``
 hands over: the values of the JSON config (PATH, BS, NUM_WORKERS, EPOCHS, LR_MAX,

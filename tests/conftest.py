@@ -34,3 +34,15 @@ def data_record_writer():
         return folder
 
     return write
+
+
+@pytest.fixture(scope="session")
+def built_site() -> Path:
+    """site/ as `make docs` built it (`make test` builds it first); built here when missing."""
+    from sitegen.paths import SITE, SRC
+
+    if not (SITE / "index.html").is_file() or not SRC.is_dir():
+        from sitegen.build import build
+
+        build(log=lambda _: None)
+    return SITE

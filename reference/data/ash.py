@@ -1,4 +1,4 @@
-"""The ash false-colour image (FACTS §1), the input of every model.
+"""The ash false-colour image (site: facts/data/#ash-colour), the input of every model.
 
 Three brightness-temperature combinations, each normalised with fixed bounds::
 
@@ -49,7 +49,7 @@ def get_false_color(
 
 
 def to_uint8(v: np.ndarray) -> np.ndarray:
-    """floor(255·v) as uint8 (FACTS §1 "Tiles"): clip to [0, 255], then truncate.
+    """floor(255·v) as uint8 (site: facts/data/#tiles): clip to [0, 255], then truncate.
 
     v: any shape, float in [0, 1] -> same shape, uint8. Truncation, not
     rounding, is what the published preparation did (a cast of 255·v).

@@ -1,4 +1,4 @@
-"""Training augmentation (FACTS §2), written for albumentations 2.x.
+"""Training augmentation (site: facts/data/#augmentation), written for albumentations 2.x.
 
 The published pipeline (albumentations 1.x)::
 
@@ -10,7 +10,7 @@ The published pipeline (albumentations 1.x)::
     ], p=1)
 
 No flips and no 90° rotations: masks and images are offset by half a pixel
-(FACTS §1), so mirroring moves the label off the contrail.
+(site: facts/data/#half-pixel), so mirroring moves the label off the contrail.
 
 Mapping to 2.x (ShiftScaleRotate is deprecated there and its defaults changed):
 

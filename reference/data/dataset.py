@@ -1,4 +1,4 @@
-"""Torch datasets: prepared tiles for training, Kaggle record folders for inference (FACTS §2, §8)."""
+"""Torch datasets: prepared tiles for training, Kaggle record folders for inference (site: facts/data/#dataset; site: facts/inference/#test-item)."""
 
 from __future__ import annotations
 

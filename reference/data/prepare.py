@@ -1,4 +1,4 @@
-"""Kaggle record folders -> uint8 ash-colour tiles (``shakyo prepare``), FACTS §1 "Tiles".
+"""Kaggle record folders -> uint8 ash-colour tiles (``shakyo prepare``), (site: facts/data/#tiles).
 
 For every record of ``DATA/train`` and ``DATA/validation``::
 

@@ -20,7 +20,7 @@ import numpy as np
 from reference.errors import DataError
 
 ALL_BANDS = ("08", "09", "10", "11", "12", "13", "14", "15", "16")
-# The ash false colour needs only these three (FACTS §1).
+# The ash false colour needs only these three (site: facts/data/#ash-colour).
 ASH_BANDS = ("11", "14", "15")
 N_TIMES = 8
 N_TIMES_BEFORE = 4

@@ -16,9 +16,9 @@ real one:
   contrail is a thin ice cloud: colder in B14 by a few K, B15 - B14 lower than
   clear sky (the 11-12 µm split-window signature of thin cirrus) and B14 - B11
   lower, so all three ash channels drop and it reads dark blue/black.
-  (FACTS §1 words the sign as "positive 12.3 - 11.2 µm relative to clear sky";
-  with R = (B15 - B14 + 4) / 6 that would make contrails *red*, not dark, so we
-  follow the ash formula and the physics of thin cirrus: B14 - B15 > 0.)
+  (site: facts/data/#bands) gives this sign. Read as "positive 12.3 - 11.2 µm
+  relative to clear sky", R = (B15 - B14 + 4) / 6 would make contrails *red*, not
+  dark, so we follow the ash formula and the physics of thin cirrus: B14 - B15 > 0.
 - R = 3-6 annotators per record who agree on the strong contrails up to a
   fraction of a pixel at the edges (half-width ± 0.2 px) and 1-2 px at the
   ends, and often miss the faint ones; ``human_pixel_masks`` is "more than half

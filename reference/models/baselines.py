@@ -1,4 +1,4 @@
-"""ResNet18 baselines to isolate problems (FACTS §3, end).
+"""ResNet18 baselines to isolate problems (site: facts/model/#baselines).
 
 When CoaT-ULSTM misbehaves (NaN, no learning), swapping the encoder for a
 plain torchvision ResNet18 tells whether the data/loss/optimizer pipeline or

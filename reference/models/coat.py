@@ -1,4 +1,4 @@
-"""CoaT_ULSTM, CoaT_U and CoaT_UT on timm's CoaT encoder (FACTS §3).
+"""CoaT_ULSTM, CoaT_U and CoaT_UT on timm's CoaT encoder (site: facts/model/#coat-ulstm).
 
 All three share one decoder (dec4 -> dec3 -> dec2 -> FPN -> final_conv) and
 differ only in how the 5 frames meet:

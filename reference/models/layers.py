@@ -1,4 +1,4 @@
-"""Building blocks of the CoaT-ULSTM decoder and temporal modules (FACTS §3 "Blocks").
+"""Building blocks of the CoaT-ULSTM decoder and temporal modules (site: facts/model/#blocks).
 
 Attribute names are the state_dict prefixes of the team's checkpoints
 (``shuf``, ``bn``, ``conv1`` ...), so a checkpoint of the original loads as is.

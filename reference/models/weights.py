@@ -3,7 +3,7 @@
 The CoaT authors (mlpc-ucsd/CoaT) host their checkpoints at
 ``https://vcl.ucsd.edu/coat/pretrained/``; the solution starts from
 ``coat_lite_medium_384x384_f9129688.pth``, a dict ``{'model': state_dict}``
-(FACTS.md §3). The 8 hex digits in each file name are, as the CoaT README
+(site: facts/model/#encoder). The 8 hex digits in each file name are, as the CoaT README
 states, the first 8 characters of the file's SHA-256. The full hashes are not
 published, so by default the download is checked against that prefix; pass
 ``--sha256`` with a full hash to check all 64 digits.
