@@ -27,14 +27,13 @@ def ln_input(seed: int, shape: tuple[int, int, int, int]) -> torch.Tensor:
 def _pair(c: Ladder, channels: int, **kw):
     args = ", ".join([str(channels)] + [f"{k}={v}" for k, v in kw.items()])
     mine = c.call(f"LayerNorm2d({args})", lambda: c.module.LayerNorm2d(channels, **kw))
-    return ref_layers.LayerNorm2d(channels, **kw), mine, f"LayerNorm2d({args})"
+    ref = c.ref(lambda: ref_layers.LayerNorm2d(channels, **kw))
+    return ref, mine, f"LayerNorm2d({args})"
 
 
 def _mine(c: Ladder, what: str, mine, x: torch.Tensor) -> torch.Tensor:
     """The learner's module on its own copy of ``x`` (failing if it changes it in place)."""
-    own = x.clone()
-    with c.unchanged(what, x=own):
-        return c.call(what, lambda: mine(own))
+    return c.call_on_copies(what, lambda x: mine(x), x=x)
 
 
 def check_layer_norm_2d(c: Ladder) -> None:
@@ -43,7 +42,7 @@ def check_layer_norm_2d(c: Ladder) -> None:
             x = ln_input(0, shape)
             ref, mine, name = _pair(c, shape[1])
             what = f"{name}(x), x: {tuple(shape)} float32"
-            expected = ref(x)
+            expected = c.ref(lambda ref=ref, x=x: ref(x))
             c.same_shape(_mine(c, what, mine, x), expected, what)
 
     with c.rung("values"):
@@ -53,7 +52,7 @@ def check_layer_norm_2d(c: Ladder) -> None:
                     x = ln_input(seed, shape)
                     ref, mine, name = _pair(c, shape[1], **kw)
                     what = f"{name}(x), x: {tuple(shape)} float32 (seed {seed}), weight 1, bias 0"
-                    expected = ref(x)
+                    expected = c.ref(lambda ref=ref, x=x: ref(x))
                     got = _mine(c, what, mine, x)
                     c.close(got, expected, "forward", what, models=(ref, mine), inputs=x)
 
@@ -63,36 +62,75 @@ def check_layer_norm_2d(c: Ladder) -> None:
             ref, mine, name = _pair(c, shape[1])
             x = ln_input(seed, shape)
             w = torch.randn(shape, generator=torch.Generator().manual_seed(100 + seed))
-            xr, xm = x.clone().requires_grad_(), x.clone().requires_grad_()
-            (ref(xr) * w).sum().backward()
             what = f"gradients of ({name}(x) * w).sum(), x: {tuple(shape)} (seed {seed})"
-            c.call(what, lambda m=mine, xm=xm, w=w: (m(xm) * w).sum().backward())
-            c.close(xm.grad, xr.grad, "gradient", f"d/dx of {what}")
-            ref_params = dict(ref.named_parameters())
-            mine_params = list(mine.parameters())
-            if len(mine_params) != len(ref_params):
+
+            def ref_grads(ref=ref, x=x, w=w):
+                xr = x.clone().requires_grad_()
+                (ref(xr) * w).sum().backward()
+                return xr.grad, [p.grad for p in ref.parameters()]
+
+            def mine_grads(mine=mine, x=x, w=w):
+                xm = x.clone().requires_grad_()
+                (mine(xm) * w).sum().backward()
+                return xm.grad, [p.grad for p in mine.parameters()]
+
+            expected = c.ref(ref_grads)
+            got_x, got_params = c.call(what, mine_grads)
+            if got_x is None:
                 c.fail(
-                    f"{name} has {len(mine_params)} parameters; expected 2: weight ({shape[1]},) "
-                    f"and bias ({shape[1]},), in this order"
+                    f"{what}: no gradient reached x (a .detach() or torch.no_grad() in forward?)"
                 )
-            for (pname, pr), pm in zip(ref_params.items(), mine_params):
-                if pm.grad is None:
+            c.close(got_x, expected[0], "gradient", f"d/dx of {what}")
+            c.equal(
+                len(got_params),
+                2,
+                f"number of parameters of {name}: weight ({shape[1]},) and bias ({shape[1]},), in this order",
+            )
+            for i, pname in enumerate(("weight", "bias")):
+                if got_params[i] is None:
                     c.fail(
                         f"{what}: no gradient reached your parameter in the place of `{pname}` (is it an nn.Parameter?)"
                     )
-                c.close(pm.grad, pr.grad, "gradient", f"d/d{pname} of {what}")
+                c.close(got_params[i], expected[1][i], "gradient", f"d/d{pname} of {what}")
 
     with c.rung("state_dict"):
         for seed in SEEDS:
             shape = _LN_SHAPES[seed % len(_LN_SHAPES)]
             ref, mine, name = _pair(c, shape[1])
-            g = torch.Generator().manual_seed(200 + seed)
-            with torch.no_grad():
-                ref.weight.copy_(torch.randn(shape[1], generator=g))
-                ref.bias.copy_(torch.randn(shape[1], generator=g))
-            c.load_weights(mine, ref, name)
+
+            def randomised(ref=ref, seed=seed, n=shape[1]):
+                g = torch.Generator().manual_seed(200 + seed)
+                with torch.no_grad():
+                    ref.weight.copy_(torch.randn(n, generator=g))
+                    ref.bias.copy_(torch.randn(n, generator=g))
+                return ref.state_dict()
+
+            state = c.give(randomised)
+            load_strict(c, mine, state, name)
             x = ln_input(seed, shape)
             what = f"{name}(x) with random weight and bias loaded, x: {tuple(shape)} (seed {seed})"
-            expected = ref(x)
+            expected = c.ref(lambda ref=ref, x=x: ref(x))
             got = _mine(c, what, mine, x)
             c.close(got, expected, "forward", what, models=(ref, mine), inputs=x)
+
+
+def load_strict(c: Ladder, mine, state: dict, name: str) -> None:
+    """``mine.load_state_dict(state, strict=True)`` on the learner's side; fail at the current
+    rung with the missing / unexpected / mis-shaped keys when it does not fit."""
+    what = f"{name}.load_state_dict(reference state dict, strict=True)"
+
+    def load(mine=mine):
+        try:
+            mine.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            return str(e)
+        return None
+
+    error = c.call(what, load)
+    c.observe(what, error is None, error)
+    if error is not None:
+        detail = "\n".join("    " + ln.strip() for ln in error.splitlines() if ln.strip())
+        c.fail(
+            f"called:   {what}\n  the reference's weights do not fit yours "
+            f"(attribute names and shapes must follow the original):\n{detail}"
+        )

@@ -39,13 +39,24 @@ def _scalar_shape(c: Ladder, got, what: str) -> None:
     c.same_shape(got, torch.zeros((), dtype=torch.float32), f"{what} (a 0-dim float32 tensor)")
 
 
-def _backward(c: Ladder, loss: torch.Tensor, x: torch.Tensor, what: str) -> None:
-    """loss.backward(), failing (not erroring) when no gradient can reach x."""
-    if not loss.requires_grad:
+def _grad_of(loss_of, x: torch.Tensor) -> tuple[bool, torch.Tensor | None]:
+    """(the loss needs autograd, d loss / d x) for ``loss_of(x')`` on a copy x' of x."""
+    xg = x.clone().requires_grad_()
+    loss = loss_of(xg)
+    if not getattr(loss, "requires_grad", False):
+        return False, None
+    loss.backward()
+    return True, xg.grad
+
+
+def _check_grad(c: Ladder, got, expected, what: str) -> None:
+    """Fail (not error) when no gradient can reach x; else compare d/dx."""
+    needs_grad, grad = got
+    if not needs_grad:
         c.fail(f"called:   {what}\n  the loss does not depend on x for autograd (a .detach()?)")
-    c.call(what, loss.backward)
-    if x.grad is None:
+    if grad is None:
         c.fail(f"called:   {what}\n  no gradient reached x (is the loss detached?)")
+    c.close(grad, expected[1], "gradient", f"d/dx of {what}")
 
 
 def check_lovasz(c: Ladder) -> None:
@@ -53,7 +64,7 @@ def check_lovasz(c: Ladder) -> None:
     with c.rung("shapes"):
         gt = sorted_labels(0, 9, soft=False)
         what = "lovasz_grad(gt_sorted), gt_sorted: (9,) float32"
-        expected = ref_losses.lovasz_grad(gt)
+        expected = c.ref(lambda: ref_losses.lovasz_grad(gt))
         c.same_shape(c.call_on_copies(what, m.lovasz_grad, gt_sorted=gt), expected, what)
         x, y = loss_inputs(0, _SHAPES[0])
         what = "lovasz_hinge_flat(x, y), x, y: (30,) float32"
@@ -77,7 +88,7 @@ def check_lovasz(c: Ladder) -> None:
                     gt = sorted_labels(seed, n, soft)
                     kind = "soft" if soft else "0/1"
                     what = f"lovasz_grad(gt_sorted), gt_sorted: ({n},) {kind} labels (seed {seed})"
-                    expected = ref_losses.lovasz_grad(gt)
+                    expected = c.ref(lambda gt=gt: ref_losses.lovasz_grad(gt))
                     got = c.call_on_copies(what, m.lovasz_grad, gt_sorted=gt)
                     c.close(got, expected, "forward", what)
         for gt, desc in (
@@ -85,7 +96,7 @@ def check_lovasz(c: Ladder) -> None:
             (torch.ones(1), "(1,) a single positive pixel"),
         ):
             what = f"lovasz_grad(gt_sorted), gt_sorted: {desc}"
-            expected = ref_losses.lovasz_grad(gt)
+            expected = c.ref(lambda gt=gt: ref_losses.lovasz_grad(gt))
             got = c.call_on_copies(what, m.lovasz_grad, gt_sorted=gt)
             c.close(got, expected, "forward", what)
         for seed in SEEDS:
@@ -96,14 +107,18 @@ def check_lovasz(c: Ladder) -> None:
                     what = (
                         f"lovasz_hinge_flat(x, y), {kind} labels, {x.numel()} pixels (seed {seed})"
                     )
-                    expected = ref_losses.lovasz_hinge_flat(x.flatten(), y.flatten())
+                    expected = c.ref(
+                        lambda x=x, y=y: ref_losses.lovasz_hinge_flat(x.flatten(), y.flatten())
+                    )
                     got = c.call_on_copies(
                         what, m.lovasz_hinge_flat, logits=x.flatten(), labels=y.flatten()
                     )
                     c.close(got, expected, "scalar", what)
                     for per_image in (True, False):
                         what = f"lovasz_hinge(x, y, per_image={per_image}), x, y: {shape} {kind} (seed {seed})"
-                        expected = ref_losses.lovasz_hinge(x, y, per_image)
+                        expected = c.ref(
+                            lambda x=x, y=y, p=per_image: ref_losses.lovasz_hinge(x, y, p)
+                        )
                         got = c.call_on_copies(
                             what, lambda p=per_image, **a: m.lovasz_hinge(a["logits"], a["labels"], p),
                             logits=x, labels=y,
@@ -112,7 +127,7 @@ def check_lovasz(c: Ladder) -> None:
         x, y = loss_inputs(0, _SHAPES[1])
         y = torch.zeros_like(y)
         what = f"lovasz_hinge(x, y, per_image=False), y all zero (an empty mask), x: {_SHAPES[1]}"
-        expected = ref_losses.lovasz_hinge(x, y, per_image=False)
+        expected = c.ref(lambda: ref_losses.lovasz_hinge(x, y, per_image=False))
         got = c.call_on_copies(
             what, lambda **a: m.lovasz_hinge(a["logits"], a["labels"], per_image=False),
             logits=x, labels=y,
@@ -124,12 +139,19 @@ def check_lovasz(c: Ladder) -> None:
             shape = _SHAPES[seed % len(_SHAPES)]
             for per_image in (True, False):
                 x, y = loss_inputs(seed, shape, soft=bool(seed))
-                xr, xm = x.clone().requires_grad_(), x.clone().requires_grad_()
-                ref_losses.lovasz_hinge(xr, y, per_image).backward()
                 what = f"lovasz_hinge(x, y, per_image={per_image}).backward(), x: {shape} (seed {seed})"
-                loss = c.call(what, lambda xm=xm, y=y, p=per_image: m.lovasz_hinge(xm, y, p))
-                _backward(c, loss, xm, what)
-                c.close(xm.grad, xr.grad, "gradient", f"d/dx of {what}")
+                expected = c.ref(
+                    lambda x=x, y=y, p=per_image: _grad_of(
+                        lambda xr: ref_losses.lovasz_hinge(xr, y, p), x
+                    )
+                )
+                got = c.call(
+                    what,
+                    lambda x=x, y=y, p=per_image: _grad_of(
+                        lambda xm: m.lovasz_hinge(xm, y.clone(), p), x
+                    ),
+                )
+                _check_grad(c, got, expected, what)
 
 
 class _NoLovasz:
@@ -141,20 +163,23 @@ class _NoLovasz:
         return logits.sum() * 0.0
 
 
-def _terms(c: Ladder, module, x: torch.Tensor, y: torch.Tensor, what: str):
-    """(their loss_comb, their BCE term or None) on copies of x and y. The BCE term comes
-    from their loss_comb with their lovasz_hinge replaced by zero; None when their
-    loss_comb does not call the module's lovasz_hinge (the terms cannot be told apart)."""
-    total = c.call_on_copies(what, lambda **a: module.loss_comb(a["x"], a["y"]), x=x, y=y)
+def _bce_term(module, x: torch.Tensor, y: torch.Tensor):
+    """(learner side) Their loss_comb with their lovasz_hinge replaced by zero; None when
+    their loss_comb does not call the module's lovasz_hinge (the terms cannot be parted)."""
     stub, real = _NoLovasz(), module.lovasz_hinge
     module.lovasz_hinge = stub
     try:
-        bce = c.call(
-            what + " with lovasz_hinge -> 0", lambda: module.loss_comb(x.clone(), y.clone())
-        )
+        bce = module.loss_comb(x.clone(), y.clone())
     finally:
         module.lovasz_hinge = real
-    return total, (bce if getattr(stub, "calls", 0) else None)
+    return bce if getattr(stub, "calls", 0) else None
+
+
+def _terms(c: Ladder, module, x: torch.Tensor, y: torch.Tensor, what: str):
+    """(their loss_comb, their BCE term or None) on copies of x and y."""
+    total = c.call_on_copies(what, lambda **a: module.loss_comb(a["x"], a["y"]), x=x, y=y)
+    bce = c.call(what + " with lovasz_hinge -> 0", lambda: _bce_term(module, x, y))
+    return total, bce
 
 
 def check_loss_comb(c: Ladder) -> None:
@@ -191,7 +216,7 @@ def check_loss_comb(c: Ladder) -> None:
             )
             tag = f"x, y: {shape} {kind}" + ("" if seed == "empty" else f" (seed {seed})")
             bce = F.binary_cross_entropy_with_logits(x, y)
-            expected = ref_losses.loss_comb(x, y)
+            expected = c.ref(lambda x=x, y=y: ref_losses.loss_comb(x, y))
             what = f"loss_comb(x, y), {tag}"
             total, their_bce = _terms(c, m, x, y, what)
             if their_bce is not None:
@@ -218,8 +243,7 @@ def check_loss_comb(c: Ladder) -> None:
         for seed in SEEDS:
             shape = _SHAPES[seed % len(_SHAPES)]
             x, y = loss_inputs(seed, shape, soft=bool(seed))
-            xr, xm = x.clone().requires_grad_(), x.clone().requires_grad_()
-            ref_losses.loss_comb(xr, y).backward()
             what = f"loss_comb(x, y).backward(), x: {shape} (seed {seed})"
-            _backward(c, c.call(what, lambda xm=xm, y=y: m.loss_comb(xm, y.clone())), xm, what)
-            c.close(xm.grad, xr.grad, "gradient", f"d/dx of {what}")
+            expected = c.ref(lambda x=x, y=y: _grad_of(lambda xr: ref_losses.loss_comb(xr, y), x))
+            got = c.call(what, lambda x=x, y=y: _grad_of(lambda xm: m.loss_comb(xm, y.clone()), x))
+            _check_grad(c, got, expected, what)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import torch
 
 from checks.ladder import SEEDS, Ladder
+from checks.observe import changed
 from reference import metrics as ref_metrics
 
 # (B, 1, H, W) of each validation batch; non-square, batches of unequal sizes.
@@ -49,13 +50,33 @@ def _feed(metric, batches) -> None:
         metric.accumulate(SimpleNamespace(pred=pred, y=y))
 
 
-def _feed_mine(c: Ladder, what: str, metric, batches) -> None:
-    """The learner's metric on copies of the batches, failing if it changes learn.pred or
-    learn.y in place (fastai hands the same tensors to every metric and the loss)."""
+def _feed_mine(metric, batches) -> str | None:
+    """(learner side) accumulate() on copies of the batches; the first in-place change of
+    learn.pred or learn.y, if any (fastai hands the same tensors to every metric)."""
     for pred, y in batches:
         learn = SimpleNamespace(pred=pred.clone(), y=y.clone())
-        with c.unchanged(what, **{"learn.pred": learn.pred, "learn.y": learn.y}):
-            metric.accumulate(learn)
+        metric.accumulate(learn)
+        for name, before, after in (("learn.pred", pred, learn.pred), ("learn.y", y, learn.y)):
+            diff = changed(before, after)
+            if diff:
+                return f"`{name}` in place ({diff})"
+    return None
+
+
+def _unchanged(c: Ladder, what: str, change: str | None) -> None:
+    c.observe(f"{what}: learn.pred and learn.y unchanged", change is None, change)
+    if change is not None:
+        c.fail(
+            f"called:   {what}\n  your code changed its input {change}: compute on a copy "
+            "or with out-of-place operations"
+        )
+
+
+def _reference_value(batches, **kw) -> torch.Tensor:
+    ref = ref_metrics.F_th(**kw)
+    ref.reset()
+    _feed(ref, batches)
+    return torch.tensor(float(ref.value))
 
 
 def _value(metric) -> float:
@@ -68,10 +89,9 @@ def check_f_th(c: Ladder) -> None:
     with c.rung("shapes"):
         metric = c.call("F_th()", lambda: m.F_th())
         batches = random_batches(0, _BATCH_SHAPES[0])
-        c.call(
-            "F_th().reset(); .accumulate(learn) per batch",
-            lambda: (metric.reset(), _feed_mine(c, "F_th().accumulate(learn)", metric, batches)),
-        )
+        what = "F_th().reset(); .accumulate(learn) per batch"
+        change = c.call(what, lambda: (metric.reset(), _feed_mine(metric, batches))[1])
+        _unchanged(c, what, change)
         v = c.call("F_th().value", lambda: metric.value)
         c.is_type(v, (float, int, torch.Tensor), "F_th().value after 3 batches")
         if isinstance(v, torch.Tensor) and v.numel() != 1:
@@ -95,34 +115,29 @@ def check_f_th(c: Ladder) -> None:
         )
         for desc, batches in cases:
             for kw in ({}, {"beta": 2}):
-                ref = ref_metrics.F_th(**kw)
-                ref.reset()
-                _feed(ref, batches)
+                expected = c.ref(lambda kw=kw, b=batches: _reference_value(b, **kw))
                 args = ", ".join(f"{k}={v}" for k, v in kw.items())
                 what = f"F_th({args}): reset(), accumulate() over {desc}, then value"
                 mine = c.call(f"F_th({args})", lambda kw=kw: m.F_th(**kw))
-                got = c.call(
+                change, got = c.call(
                     what,
-                    lambda mine=mine, b=batches, what=what: (
-                        mine.reset(),
-                        _feed_mine(c, what, mine, b),
-                        _value(mine),
-                    )[2],
+                    lambda mine=mine, b=batches: (mine.reset(), _feed_mine(mine, b), _value(mine))[
+                        1:
+                    ],
                 )
-                c.close(torch.tensor(got), torch.tensor(ref.value), "scalar", what)
+                _unchanged(c, what, change)
+                c.close(torch.tensor(got), expected, "scalar", what)
         # reset() must forget: the value after reset equals that of a fresh metric.
         first, second = random_batches(0, _BATCH_SHAPES[0]), random_batches(1, _BATCH_SHAPES[1])
-        ref = ref_metrics.F_th()
-        ref.reset()
-        _feed(ref, second)
+        expected = c.ref(lambda: _reference_value(second))
         what = "F_th(): accumulate() over seed-0 batches, reset(), accumulate() over seed-1 batches, value"
         mine = c.call("F_th()", lambda: m.F_th())
 
         def again() -> float:
             mine.reset()
-            _feed_mine(c, what, mine, first)
+            _feed_mine(mine, first)
             mine.reset()
-            _feed_mine(c, what, mine, second)
+            _feed_mine(mine, second)
             return _value(mine)
 
-        c.close(torch.tensor(c.call(what, again)), torch.tensor(ref.value), "scalar", what)
+        c.close(torch.tensor(c.call(what, again)), expected, "scalar", what)

@@ -51,35 +51,51 @@ def schedule(steps: int) -> list[tuple[float, float]]:
     return out
 
 
-def _run(c: Ladder | None, make_opt, params, grads, sched, what: str):
-    """Step ``make_opt(params)`` through ``grads``; yield (step, params) after each step."""
+def _step(opt, ps, row, sched_t, mult: bool = True) -> list[torch.Tensor]:
+    """(either side) lr and betas[0] into the groups (when ``sched_t``), the gradients of
+    ``row``, one step; the parameters after it."""
+    if sched_t is not None:
+        for group in opt.param_groups:
+            group["lr"] = sched_t[0] * (group.get("lr_mult", 1.0) if mult else 1.0)
+            group["betas"] = (sched_t[1], group["betas"][1])
+    for p, gr in zip(ps, row):
+        p.grad = None if gr is None else gr.clone()
+    opt.step()
+    return [p.detach().clone() for p in ps]
+
+
+def _trajectory(make_opt, params, grads, sched) -> list[list[torch.Tensor]]:
+    """(the reference's side) the parameters after every step."""
     ps = [p.clone().requires_grad_() for p in params]
-    opt = make_opt(ps) if c is None else c.call(what, lambda: make_opt(ps))
+    opt = make_opt(ps)
+    return [_step(opt, ps, row, sched[t] if sched else None) for t, row in enumerate(grads)]
+
+
+def _learner_run(c: Ladder, make_opt, params, grads, sched, what: str):
+    """(learner code) the optimizer built and stepped; yields (step, parameters after it)."""
+    ps = [p.clone().requires_grad_() for p in params]
+    opt = c.call(what, lambda: make_opt(ps))
     for t, row in enumerate(grads):
-        if sched is not None:
-            for group in opt.param_groups:
-                group["lr"] = sched[t][0] * group.get("lr_mult", 1.0)
-                group["betas"] = (sched[t][1], group["betas"][1])
-        for p, gr in zip(ps, row):
-            p.grad = None if gr is None else gr.clone()
-        if c is None:
-            opt.step()
-        else:
-            c.call(f"{what}: step {t + 1}", opt.step)
-        yield t + 1, [p.detach().clone() for p in ps]
+        sched_t = sched[t] if sched else None
+        after = c.call(f"{what}: step {t + 1}", lambda row=row, s=sched_t: _step(opt, ps, row, s))
+        yield t + 1, after
+
+
+def _compare_step(c: Ladder, mine, ref, params, t: int, what: str) -> None:
+    for i, p0 in enumerate(params):
+        desc = (
+            f"{what}: parameter {i} {tuple(p0.shape)} (‖p0‖ = {float(p0.norm()):.2f}) "
+            f"after step {t}, as p_t − p_0"
+        )
+        c.close(mine[i] - p0, ref[i] - p0, "optimizer", desc)
 
 
 def _compare_runs(c: Ladder, make_mine, make_ref, params, grads, sched, what: str) -> None:
     """Parameters after every step; compared as displacements p_t − p_0 so that the
     tolerance measures the updates, not the weights."""
-    ref_states = [ps for _, ps in _run(None, make_ref, params, grads, sched, what)]
-    for (t, mine), ref in zip(_run(c, make_mine, params, grads, sched, what), ref_states):
-        for i, (pm, pr, p0) in enumerate(zip(mine, ref, params)):
-            desc = (
-                f"{what}: parameter {i} {tuple(p0.shape)} (‖p0‖ = {float(p0.norm()):.2f}) "
-                f"after step {t}, as p_t − p_0"
-            )
-            c.close(pm - p0, pr - p0, "optimizer", desc)
+    ref_states = c.ref(lambda: _trajectory(make_ref, params, grads, sched))
+    for t, mine in _learner_run(c, make_mine, params, grads, sched, what):
+        _compare_step(c, mine, ref_states[t - 1], params, t, what)
 
 
 def _groups(params, lr=_LR, **kw):
@@ -97,18 +113,24 @@ def check_over9000(c: Ladder) -> None:
         params = make_params(0, shapes)
         grads = make_grads(0, shapes, 1)
         what = "Over9000(params, lr=0.05)"
-        for _, after in _run(c, lambda ps: m.Over9000(ps, lr=_LR), params, grads, None, what):
-            for i, (pa, p0) in enumerate(zip(after, params)):
-                c.same_shape(pa, p0, f"{what}: parameter {i} after one step")
-            if not torch.equal(after[-1], params[-1]):
+        for _, after in _learner_run(
+            c, lambda ps: m.Over9000(ps, lr=_LR), params, grads, None, what
+        ):
+            for i, p0 in enumerate(params):
+                c.same_shape(after[i], p0, f"{what}: parameter {i} after one step")
+            moved = not torch.equal(after[-1], params[-1])
+            c.observe(f"{what}: the parameter without a gradient unchanged", not moved, moved)
+            if moved:
                 c.fail(
                     f"called:   {what}, one step\n  the last parameter has no gradient "
                     "(p.grad is None) and must not change; it did"
                 )
-        opt = c.call(what, lambda: m.Over9000([p.clone() for p in params], lr=_LR))
-        group = opt.param_groups[0]
+        keys = c.call(
+            f"{what}.param_groups[0].keys()",
+            lambda: sorted(m.Over9000([p.clone() for p in params], lr=_LR).param_groups[0]),
+        )
         for key in ("lr", "betas", "eps", "weight_decay"):
-            if key not in group:
+            if key not in keys:
                 c.fail(
                     f"called:   {what}.param_groups[0]\n  has no key {key!r}: fastai's "
                     "one-cycle writes lr and betas[0] into the groups, so they must live there"
@@ -182,42 +204,45 @@ def check_over9000(c: Ladder) -> None:
             grads = make_grads(seed, shapes, 13)
             sched = schedule(13)
             what = f"Over9000(params, lr={_LR}): 7 steps, state_dict() -> torch.save/load -> a new Over9000.load_state_dict(), 6 more steps (seed {seed})"
-            ref = [
-                ps
-                for _, ps in _run(
-                    None, lambda ps: ref_optim.Over9000(ps, lr=_LR), params, grads, sched, what
+            ref = c.ref(
+                lambda params=params, grads=grads, sched=sched: _trajectory(
+                    lambda qs: ref_optim.Over9000(qs, lr=_LR), params, grads, sched
                 )
-            ]
+            )
             ps = [p.clone().requires_grad_() for p in params]
             opt = c.call(what, lambda ps=ps: m.Over9000(ps, lr=_LR))
             for t in range(7):
-                for group in opt.param_groups:
-                    group["lr"], group["betas"] = sched[t][0], (sched[t][1], group["betas"][1])
-                for p, gr in zip(ps, grads[t]):
-                    p.grad = None if gr is None else gr.clone()
-                c.call(f"{what}: step {t + 1}", opt.step)
-            buf = io.BytesIO()
-            torch.save(c.call(f"{what}: state_dict()", opt.state_dict, fails=True), buf)
-            buf.seek(0)
-            saved = torch.load(buf, weights_only=False)
-            ps = [p.detach().clone().requires_grad_() for p in ps]  # the resumed model's tensors
-            opt = c.call(what, lambda ps=ps: m.Over9000(ps, lr=_LR))
+                c.call(
+                    f"{what}: step {t + 1}",
+                    lambda o=opt, ps=ps, t=t, g=grads, s=sched: _step(
+                        o, ps, g[t], s[t], mult=False
+                    ),
+                )
+            c.call(
+                f"{what}: state_dict()",
+                lambda o=opt: _through_torch_save(o.state_dict()),
+                fails=True,
+            )
+            resumed = [p.detach().clone().requires_grad_() for p in params]
+            c.call("the resumed model's tensors", lambda ps=ps, r=resumed: _copy_into(r, ps))
+            opt = c.call(what, lambda r=resumed: m.Over9000(r, lr=_LR))
             c.call(
                 f"{what}: load_state_dict(saved)",
-                lambda o=opt, s=saved: o.load_state_dict(s),
+                lambda o=opt: o.load_state_dict(_SAVED[0]),
                 fails=True,
             )
             for t in range(7, 13):
-                for group in opt.param_groups:
-                    group["lr"], group["betas"] = sched[t][0], (sched[t][1], group["betas"][1])
-                for p, gr in zip(ps, grads[t]):
-                    p.grad = None if gr is None else gr.clone()
-                c.call(f"{what}: step {t + 1}", opt.step)
-                for i, (pm, pr, p0) in enumerate(zip(ps, ref[t], params)):
+                after = c.call(
+                    f"{what}: step {t + 1}",
+                    lambda o=opt, r=resumed, t=t, g=grads, s=sched: _step(
+                        o, r, g[t], s[t], mult=False
+                    ),
+                )
+                for i, p0 in enumerate(params):
                     desc = (
                         f"{what}: parameter {i} {tuple(p0.shape)} after step {t + 1}, as p_t − p_0"
                     )
-                    c.close(pm.detach() - p0, pr - p0, "optimizer", desc)
+                    c.close(after[i] - p0, ref[t][i] - p0, "optimizer", desc)
 
     with c.rung("training"):
         # As the trainer uses it: fastai's OptimWrapper, whose set_hyper('mom') writes betas[0].
@@ -232,22 +257,48 @@ def check_over9000(c: Ladder) -> None:
 
             return make
 
-        ref_states = []
-        ps_ref = [p.clone().requires_grad_() for p in params]
-        opt_ref = wrapped(ref_optim.Over9000)(ps_ref)
+        def wrapped_step(opt, ps, row, sched_t):
+            opt.set_hypers(lr=sched_t[0], mom=sched_t[1])
+            for p, gr in zip(ps, row):
+                p.grad = None if gr is None else gr.clone()
+            opt.step()
+            return [p.detach().clone() for p in ps]
+
+        def reference_states():
+            ps_ref = [p.clone().requires_grad_() for p in params]
+            opt_ref = wrapped(ref_optim.Over9000)(ps_ref)
+            return [wrapped_step(opt_ref, ps_ref, row, sched[t]) for t, row in enumerate(grads)]
+
+        ref_states = c.ref(reference_states)
         ps = [p.clone().requires_grad_() for p in params]
         what = "OptimWrapper(params, opt=Over9000, lr=1e-3, eps=1e-8, weight_decay=0.0)"
         opt = c.call(what, lambda: wrapped(m.Over9000)(ps))
         for t, row in enumerate(grads):
-            for o, pp in ((opt_ref, ps_ref), (opt, ps)):
-                o.set_hypers(lr=sched[t][0], mom=sched[t][1])
-                for p, gr in zip(pp, row):
-                    p.grad = None if gr is None else gr.clone()
-            opt_ref.step()
-            ref_states.append([p.detach().clone() for p in ps_ref])
-            c.call(f"{what}: set_hypers(lr=, mom=) and step {t + 1}", opt.step)
-            for i, (pm, pr, p0) in enumerate(zip(ps, ref_states[-1], params)):
+            after = c.call(
+                f"{what}: set_hypers(lr=, mom=) and step {t + 1}",
+                lambda row=row, t=t: wrapped_step(opt, ps, row, sched[t]),
+            )
+            for i, p0 in enumerate(params):
                 desc = (
                     f"{what}, one-cycle-like lr/mom: parameter {i} after step {t + 1}, as p_t − p_0"
                 )
-                c.close(pm.detach() - p0, pr - p0, "optimizer", desc)
+                c.close(after[i] - p0, ref_states[t][i] - p0, "optimizer", desc)
+
+
+def _through_torch_save(state: dict) -> None:
+    """(learner side) the state dict written with torch.save and read back, kept for the
+    resumed optimizer of the same side (see _copy_into); nothing crosses to the grader."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    _SAVED.clear()
+    _SAVED.append(torch.load(buf, weights_only=False))
+
+
+def _copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for d, s in zip(dst, src):
+            d.copy_(s.detach())
+
+
+_SAVED: list = []

@@ -89,20 +89,22 @@ def check_one_cycle(c: Ladder) -> None:
         for start, end, pos in ((1e-3, 4e-5, 0.0), (0.85, 0.95, 0.3), (3.5e-4, 3.5e-9, 0.77)):
             what = f"sched_cos({start:g}, {end:g}, {pos:g})"
             got = c.call(what, lambda s=start, e=end, p=pos: m.sched_cos(s, e, p))
-            expected = fastai_sched_cos(start, end, pos)
-            c.close(
-                torch.tensor(float(got), dtype=torch.float64),
-                torch.tensor(expected, dtype=torch.float64),
-                "schedule",
-                what,
+            expected = c.ref(
+                lambda s=start, e=end, p=pos: torch.tensor(
+                    fastai_sched_cos(s, e, p), dtype=torch.float64
+                )
             )
+            c.close(torch.tensor(float(got), dtype=torch.float64), expected, "schedule", what)
         for epochs, batches, lr_max, kw in _CYCLES:
             what = _describe_cycle(epochs, batches, lr_max, kw)
             lrs, moms = c.call(
                 what, lambda e=epochs, b=batches, lr=lr_max, kw=kw: m.one_cycle(e, b, lr, **kw)
             )
             got_lr, got_mom = np.asarray(lrs, dtype=np.float64), np.asarray(moms, dtype=np.float64)
-            f_lr, f_mom = one_cycle_formula(epochs, batches, lr_max, **kw)
+            formula = c.ref(
+                lambda e=epochs, b=batches, lr=lr_max, kw=kw: one_cycle_formula(e, b, lr, **kw)
+            )
+            f_lr, f_mom = formula[0], formula[1]
             c.close(
                 got_lr,
                 f_lr,
@@ -113,7 +115,10 @@ def check_one_cycle(c: Ladder) -> None:
                 got_mom, f_mom, "schedule", f"{what}[1] (mom per batch) vs the formula in float64"
             )
             # fastai itself, whose float32 leg boundaries shift positions by ~1e-8.
-            a_lr, a_mom = fastai_one_cycle(epochs, batches, lr_max, **kw)
+            fastai = c.ref(
+                lambda e=epochs, b=batches, lr=lr_max, kw=kw: fastai_one_cycle(e, b, lr, **kw)
+            )
+            a_lr, a_mom = fastai[0], fastai[1]
             c.close(
                 got_lr / lr_max,
                 a_lr / lr_max,

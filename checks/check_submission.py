@@ -56,7 +56,9 @@ def check_rle(c: Ladder) -> None:
                     for dtype in (np.uint8, bool):
                         img = mask.astype(dtype)
                         what = f"rle_encode_less_memory(img), img {shape} {np.dtype(dtype).name} {_show(mask)}"
-                        expected = ref_submission.rle_encode_less_memory(img.copy())
+                        expected = c.ref(
+                            lambda img=img: ref_submission.rle_encode_less_memory(img.copy())
+                        )
                         got = c.call_on_copies(
                             what, lambda **a: m.rle_encode_less_memory(a["img"]), img=img
                         )
@@ -64,7 +66,7 @@ def check_rle(c: Ladder) -> None:
             probs = random_probs(seed)
             for threshold in (0.5, 0.3):
                 what = f"masks_to_rles(probs, {threshold}), 3 records (seed {seed}), some p == 0.5"
-                expected = ref_infer.masks_to_rles(probs, threshold)
+                expected = c.ref(lambda p=probs, t=threshold: ref_infer.masks_to_rles(p, t))
                 got = c.call_on_copies(
                     what, lambda t=threshold, **a: m.masks_to_rles(a["probs"], t), probs=probs
                 )

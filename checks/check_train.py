@@ -11,8 +11,6 @@ per-batch step / loss / lr / mom, the epoch table and the best epoch's weights
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
@@ -35,8 +33,6 @@ from checks.train_fixture import (
     tiny_cpu_run,
     unreset_epochs,
 )
-from reference import losses as ref_losses
-from reference import optim as ref_optim
 
 _LOG_KEYS = ("epoch", "batch", "lr", "mom", "loss", "step")
 _TABLE_KEYS = ("epoch", "train_loss", "valid_loss", "f_th")
@@ -175,30 +171,48 @@ def check_train_loop(c: Ladder) -> None:
         _check_train_loop(c)
 
 
+def _learner_fit(fit, xt, yt, xv, yv) -> dict:
+    """(learner side) The learner's fit_one_cycle on TinyNet (seed 0) with the trusted helpers
+    of the learner's process (the bundled solutions' Over9000, loss_comb and F_th: the
+    reference is not there), spied on; everything the grader needs, as data."""
+    from solutions.losses import loss_comb
+    from solutions.metrics import F_th
+    from solutions.optim import Over9000
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = Over9000(model.parameters())
+    applied, modes, metric = spy_on_steps(opt), spy_on_modes(model), MetricSpy(F_th)
+    out = fit(
+        model, batches(xt, yt), batches(xv, yv), LOOP["epochs"], LOOP["lr_max"], opt,
+        loss_comb, metric, pct_start=LOOP["pct_start"], n_acc=LOOP["n_acc"], clip=LOOP["clip"],
+    )  # fmt: skip
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"out": out, "applied": applied, "modes": modes, "calls": metric.calls, "state": state}
+
+
+def _reference_fit(xt, yt, xv, yv) -> dict:
+    """(grader side) fastai's Learner on the same TinyNet, data and seeds."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    table, log = fastai_run(model, xt, yt, xv, yv)
+    best = max(range(len(table)), key=lambda e: (table[e]["f_th"], -e))
+    if best == len(table) - 1:  # the fixture must keep the best weights apart from the last
+        raise RuntimeError("train-loop fixture: fastai's best epoch is the last one; fix loop_data")
+    return {"table": table, "log": log, "best": best, "state": model.state_dict()}
+
+
 def _check_train_loop(c: Ladder) -> None:
     fit = c.module.fit_one_cycle
     xt, yt, xv, yv = loop_data()
-    torch.manual_seed(0)
-    model_ref = TinyNet()
-    model_mine = copy.deepcopy(model_ref)
-    table_ref, log_ref = fastai_run(model_ref, xt, yt, xv, yv)
-    best = max(range(len(table_ref)), key=lambda e: (table_ref[e]["f_th"], -e))
-    if best == len(table_ref) - 1:  # the fixture must keep the best weights apart from the last
-        raise RuntimeError("train-loop fixture: fastai's best epoch is the last one; fix loop_data")
+    ref = c.ref(lambda: _reference_fit(xt, yt, xv, yv))
 
     with c.rung("shapes"):
-        opt = ref_optim.Over9000(model_mine.parameters())
-        applied = spy_on_steps(opt)
-        modes = spy_on_modes(model_mine)
-        metric = MetricSpy()
-        out = c.call(
-            _what(),
-            lambda: fit(
-                model_mine, batches(xt, yt), batches(xv, yv), LOOP["epochs"], LOOP["lr_max"],
-                opt, ref_losses.loss_comb, metric, pct_start=LOOP["pct_start"],
-                n_acc=LOOP["n_acc"], clip=LOOP["clip"],
-            ),
-        )  # fmt: skip
+        run = c.call(_what(), lambda: _learner_fit(fit, xt, yt, xv, yv))
+        if not c.grader:
+            return  # everything after this reads what the learner's run sent
+        table_ref, log_ref, best = ref["table"], ref["log"], ref["best"]
+        out, applied, modes = run["out"], run["applied"], run["modes"]
         c.is_type(out, tuple, _what())
         c.equal(len(out), 2, f"number of values returned by {_what()} (table, log)")
         table, log = out
@@ -242,7 +256,7 @@ def _check_train_loop(c: Ladder) -> None:
 
     with c.rung("training"):
         _compare_modes(c, modes)
-        unreset = unreset_epochs(metric.calls)
+        unreset = unreset_epochs(run["calls"])
         c.observe("metric.reset() before every validation", not unreset, repr(unreset))
         if unreset:
             c.fail(
@@ -267,7 +281,7 @@ def _check_train_loop(c: Ladder) -> None:
                     f"{_log_side_by_side(log_ref, log, None)}"
                 )
         # SaveModelCallback: the best epoch's weights (epoch `best`), loaded back at the end.
-        ref_sd, mine_sd = model_ref.state_dict(), model_mine.state_dict()
+        ref_sd, mine_sd = ref["state"], run["state"]
         f_ths = [round(r["f_th"], 6) for r in table_ref]
         for name, expected in ref_sd.items():
             got = mine_sd.get(name)

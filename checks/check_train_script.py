@@ -15,7 +15,6 @@ where the learner's Learner or loaders are set up otherwise than the published o
 
 from __future__ import annotations
 
-import copy
 import math
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ from checks.train_script_fixture import (
     recorded_cpu_run,
     write_tiles,
 )
+from reference.data import get_aug
 
 _WHAT = (
     "train(config): ContrailsDatasetV0 tiles of 32 x 32 (18 train, 6 valid), BS 4, EPOCHS 2, "
@@ -147,30 +147,59 @@ def check_train_script(c: Ladder) -> None:
         _check(c, Path(tmp))
 
 
-def _check(c: Ladder, tmp: Path) -> None:
+def _published(tmp: Path) -> dict:
+    """(grader side) the published assembly with the reference's parts."""
     root = write_tiles(tmp / "data")
     torch.manual_seed(0)
-    base = ScriptNet()
-    with recorded_cpu_run() as st:
-        published_train(make_config(root, tmp / "published", copy.deepcopy(base)))
-    ref = st["runs"][-1]
-    ref_weights = torch.load(tmp / "published" / "script_0.pth", weights_only=True)
+    model = ScriptNet()  # built before the run's seeds, as on the learner's side
+    with recorded_cpu_run(aug_factory=get_aug) as st:
+        published_train(make_config(root, tmp / "published", model))
+    weights = torch.load(tmp / "published" / "script_0.pth", weights_only=True)
+    return {"run": st["runs"][-1], "weights": weights}
+
+
+def _learner_train(train, modules, tmp: Path) -> dict:
+    """(learner side) the learner's train(config), with the trusted helpers of the learner's
+    process (the solutions' loss_comb and F_th, their seeded augmentation); as data."""
+    from solutions.data import get_aug
+    from solutions.losses import loss_comb
+    from solutions.metrics import F_th
+
+    root = write_tiles(tmp / "data")
+    out = tmp / "yours"
+    torch.manual_seed(0)
+    model = ScriptNet()
+    config = make_config(root, out, model, loss_func=loss_comb, metric=F_th())
+    with recorded_cpu_run(modules, get_aug) as st:
+        train(config)
+    saved = out / "script_0.pth"
+    return {
+        "runs": st["runs"],
+        "fp16": st["fp16"],
+        "weights": torch.load(saved, weights_only=True) if saved.is_file() else None,
+        "files": {n: (out / n).is_file() for n in ("history.csv", "models/model.pth")},
+    }
+
+
+def _check(c: Ladder, tmp: Path) -> None:
+    published = c.ref(lambda: _published(tmp / "grader"))
     modules = (c.module, c.module_of("data.py"))
 
     with c.rung("shapes"):
-        out = tmp / "yours"
-        with recorded_cpu_run(modules) as mine_st:
-            c.call(_WHAT, lambda: c.module.train(make_config(root, out, copy.deepcopy(base))))
-        if mine_st["fp16"]:
+        run = c.call(_WHAT, lambda: _learner_train(c.module.train, modules, tmp / "learner"))
+        if not c.grader:
+            return  # everything after this reads what the learner's run sent
+        ref, ref_weights = published["run"], published["weights"]
+        if run["fp16"]:
             c.note(
                 "your train() calls to_fp16(): the check trains in float32 on the CPU "
                 "(mixed precision needs a GPU), so it compares the float32 runs"
             )
-        if not mine_st["runs"]:
+        if not run["runs"]:
             c.fail(
                 f"called:   {_WHAT}\n  no fastai Learner was fitted: call learn.fit_one_cycle(...)"
             )
-        mine = mine_st["runs"][-1]
+        mine = run["runs"][-1]
         causes = _cause_lines(likely_causes(ref["setup"], mine["setup"]))
         n_ref, n_mine = len(ref["batches"]), len(mine["batches"])
         c.observe("number of training batches", n_ref == n_mine, n_mine)
@@ -202,18 +231,16 @@ def _check(c: Ladder, tmp: Path) -> None:
                     f"got {got[e]!r} (tolerance {tolerance('loss_table')}){causes}\n"
                     f"  called:   {_WHAT}"
                 )
-        saved = out / "script_0.pth"
-        if not saved.is_file():
+        saved, weights = "script_0.pth", run["weights"]
+        c.observe(f"{saved} written", weights is not None)
+        if weights is None:
             c.fail(
-                f"called:   {_WHAT}\n  no {saved.name} in config['OUT']: save "
+                f"called:   {_WHAT}\n  no {saved} in config['OUT']: save "
                 "learn.model.module.state_dict() to OUT/{FNAME}_{FOLD}.pth at the end"
             )
-        weights = c.call(f"torch.load({saved.name})", lambda: torch.load(saved, weights_only=True))
-        c.equal(sorted(weights), sorted(ref_weights), f"keys of the state dict in {saved.name}")
+        c.equal(sorted(weights), sorted(ref_weights), f"keys of the state dict in {saved}")
         for name, expected in ref_weights.items():
-            c.close(
-                weights[name], expected, "loss_table", f"{saved.name}[{name!r}] (the best epoch's)"
-            )
+            c.close(weights[name], expected, "loss_table", f"{saved}[{name!r}] (the best epoch's)")
         setup = likely_causes(ref["setup"], mine["setup"])
         c.observe("the Learner's set-up", not setup, repr(setup))
         if setup:
@@ -223,7 +250,7 @@ def _check(c: Ladder, tmp: Path) -> None:
                 + "".join(f"\n  also: {s}" for s in setup[1:3])
                 + f"\n  called:   {_WHAT}"
             )
-        for name in ("history.csv", "models/model.pth"):
-            c.observe(f"{name} written", (out / name).is_file())
-            if not (out / name).is_file():
+        for name, present in run["files"].items():
+            c.observe(f"{name} written", present)
+            if not present:
                 c.fail(f"called:   {_WHAT}\n  config['OUT'] has no {name}")

@@ -27,25 +27,24 @@ import tempfile
 from pathlib import Path
 
 from checks.catalog import SOLUTIONS_DIR, Exercise
-from checks.ladder import Ladder, Observation, same_digest
+from checks.observe import Observation, same_digest
 from checks.tolerances import tolerance
 
 _CACHE: dict[tuple[str, str], list[Observation] | None] = {}
 
 
-def record_mutant(m, ex: Exercise, rung: str) -> list[Observation] | None:
+def record_mutant(m, ex: Exercise, rung: str, limits) -> list[Observation] | None:
     """The observations of mutant ``m`` replayed in recording mode up to ``rung`` (None if
     the mutant no longer applies to the solutions)."""
     key = (m.label, rung)
     if key not in _CACHE:
-        _CACHE[key] = _record(m, ex, rung)
+        _CACHE[key] = _record(m, ex, rung, limits)
     return _CACHE[key]
 
 
-def _record(m, ex: Exercise, rung: str) -> list[Observation] | None:
-    from checks.impl import Impl
+def _record(m, ex: Exercise, rung: str, limits) -> list[Observation] | None:
     from checks.mutants import apply_mutant
-    from checks.runner import climb
+    from checks.runner import lockstep
     from reference.errors import ConfigError
 
     with tempfile.TemporaryDirectory(prefix=f"shakyo-diagnose-{m.name}-") as tmp:
@@ -54,16 +53,7 @@ def _record(m, ex: Exercise, rung: str) -> list[Observation] | None:
             apply_mutant(m, SOLUTIONS_DIR, dst)
         except ConfigError:
             return None
-        imp = Impl(dst)
-        c = Ladder(ex, imp, record=rung)
-        try:
-            climb(c)
-        except BaseException as e:  # noqa: BLE001 - a replay ends however the mutant ends
-            if isinstance(e, KeyboardInterrupt):
-                raise
-        finally:
-            imp.close()
-        return c.observations
+        return lockstep(ex, dst, limits, record=rung).ladder.observations
 
 
 def _same(a: Observation, b: Observation) -> bool:
@@ -82,14 +72,14 @@ def matches(learner: list[Observation], mutant: list[Observation] | None) -> boo
     return all(_same(a, b) for a, b in zip(learner, mutant))
 
 
-def known_mistakes(ex: Exercise, rung: str, learner: list[Observation]) -> list:
+def known_mistakes(ex: Exercise, rung: str, learner: list[Observation], limits) -> list:
     """The mutants of ``ex`` failing at ``rung`` whose recording equals the learner's."""
     from checks.mutants import load_mutants
 
     if all(o.passed for o in learner):
         return []
     candidates = [m for m in load_mutants() if m.exercise == ex.id and m.expected_rung == rung]
-    return [m for m in candidates if matches(learner, record_mutant(m, ex, rung))]
+    return [m for m in candidates if matches(learner, record_mutant(m, ex, rung, limits))]
 
 
 def explain(ex: Exercise, found: list) -> str:

@@ -5,26 +5,31 @@ Rungs, in order (a check uses those that apply and stops at the first failure)::
     import -> signature -> shapes -> values -> gradients -> state_dict -> training
 
 The runner climbs ``import`` and ``signature`` itself from the catalog; a check
-function receives a :class:`Ladder` and climbs the rest::
+function receives a :class:`Ladder` and climbs the rest.
 
-    def check_layer_norm_2d(c: Ladder) -> None:
-        LayerNorm2d = c.module.LayerNorm2d
-        with c.rung("shapes"):
-            got = c.call("LayerNorm2d(7)(x)", lambda: LayerNorm2d(7)(x))
-            c.same_shape(got, expected, "LayerNorm2d(7)(x)")
-        with c.rung("values"):
-            c.close(got, expected, "forward", "LayerNorm2d(7)(x)", models=(ref, mine), inputs=x)
+**Two sides.** A check function runs twice at once, in lockstep: in the learner's
+process (side ``learner``: the learner's code runs there, and nothing of the reference
+does) and in the grader's (side ``grader``: the reference runs there, the verdict is made
+there, and no learner code ever runs there). The same code, the same inputs (made from
+the same seeds on both sides); what differs is what each expression does::
 
-Every failing comparison raises :class:`CheckFailed` with a message that says
-what was called, expected vs got (shape, dtype, max abs diff and where, share
-of close values, the tolerance) and, for modules, the first diverging
-submodule (``reference.diagnose.first_divergence``).
+    mine = c.call("LayerNorm2d(7)", lambda: m.LayerNorm2d(7))   # learner code
+    got = c.call(what, lambda: mine(x))       # learner side runs it, grader receives it
+    expected = c.ref(lambda: ref_ln(x))       # grader only; the learner side gets nothing
+    sd = c.give(lambda: ref.state_dict())     # grader computes, learner side receives it
+    c.close(got, expected, "forward", what)   # grader compares; a no-op on the learner side
 
-Every comparison is also recorded as an :class:`Observation` (keyed by rung,
-what was called and how often), the failing one with a digest of what the
-learner's code gave. :mod:`checks.diagnosis` replays known mistakes in
-*recording* mode (comparisons never raise, the ladder stops after the rung
-that failed) and names the one that gave the same observations.
+``c.grader`` guards code that reads reference values (messages, fixture checks). Values
+cross as plain data (:mod:`checks.wire`); an object that cannot (a module) arrives as an
+:class:`checks.wire.Opaque` placeholder. Side ``local`` runs both in one process (the
+framework's own tests).
+
+Every failing comparison raises :class:`CheckFailed` with a message that says what was
+called, expected vs got (shape, dtype, max abs diff and where, share of close values,
+the tolerance) and, for modules, the first diverging submodule. Every comparison is
+also recorded as an :class:`checks.observe.Observation` for :mod:`checks.diagnosis`,
+which replays known mistakes in *recording* mode (comparisons never raise; the ladder
+stops after the rung that failed).
 """
 
 from __future__ import annotations
@@ -33,13 +38,22 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from checks.tolerances import Tolerance, tolerance
+from checks.observe import (
+    Key,
+    Observation,
+    changed,
+    compare_arrays,
+    describe,
+    digest,
+    short,
+    snapshot,
+)
+from checks.tolerances import tolerance
+from checks.wire import decode, encode
 
 if TYPE_CHECKING:
     from checks.catalog import Exercise
@@ -48,6 +62,7 @@ if TYPE_CHECKING:
 RUNGS = ("import", "signature", "shapes", "values", "gradients", "state_dict", "training")
 # Two seeds for every values rung (ARCHITECTURE: ">= 2 seeds and >= 2 input shapes").
 SEEDS = (0, 1)
+SIDES = ("local", "grader", "learner")
 
 
 class CheckFailed(Exception):
@@ -63,105 +78,98 @@ class RecordingDone(BaseException):
     """Ends a recording run after its rung (BaseException: learner code cannot catch it)."""
 
 
-Key = tuple[str, str, int]  # (rung, what was called, occurrence)
-_SAMPLE = 65536  # elements kept of a large tensor in a digest
+class LearnerStop(BaseException):
+    """The learner's side stops: its code raised (the grader is told), or the check found a
+    wrong answer there (the grader finds it too and decides)."""
 
 
-@dataclass
-class Observation:
-    """One comparison of a check: its key, whether it passed, and (failures only) a digest
-    of what the code under test gave, compared under tolerance row ``tol``."""
+class LearnerRaised(Exception):
+    """On the grader's side: the learner's code raised ``kind`` while running ``what``."""
 
-    key: Key
-    passed: bool
-    kind: str = "value"  # value | exact | message
-    value: Any = None
-    tol: str = "exact"
+    def __init__(self, what: str, kind: str, text: str, trace: str) -> None:
+        super().__init__(f"{kind}: {text}")
+        self.what, self.kind, self.text, self.trace = what, kind, text, trace
 
 
-def digest(x: Any) -> Any:
-    """A comparable, detached copy of ``x``: float64 tensors (a strided sample of
-    at most 65,536 elements plus the shape for large ones), plain values as they are."""
-    import torch
+class _GraderOnly:
+    """What :meth:`Ladder.ref` gives on the learner's side: nothing to use. Indexing and
+    arithmetic give itself (``expected[0] - bce`` may be handed to a comparison, a no-op
+    there); any other use is a bug of the check."""
 
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        t = _as_float64(x).flatten()
-        shape = tuple(x.shape)
-        if t.numel() > _SAMPLE:
-            t = t[:: -(-t.numel() // _SAMPLE)]
-        return ("array", shape, t.clone())
-    return ("plain", repr(x))
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("internal: a reference value was used on the learner's side")
 
+    def __getitem__(self, key: Any) -> _GraderOnly:
+        return self
 
-def same_digest(a: Any, b: Any, tol: Tolerance | None) -> bool:
-    """Do two digests agree (within ``tol`` for arrays, exactly otherwise)?"""
-    import torch
+    def _same(self, *args: Any) -> _GraderOnly:
+        return self
 
-    if a[0] != b[0] or a[1] != b[1]:
-        return False
-    if a[0] != "array":
-        return True
-    if tol is None:
-        return bool(torch.equal(a[2], b[2]))
-    return bool(torch.isclose(a[2], b[2], rtol=tol.rtol, atol=tol.atol, equal_nan=True).all())
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
+    __truediv__ = __rtruediv__ = __neg__ = _same
+
+    def __repr__(self) -> str:
+        return "<reference value: grader only>"
 
 
-def _describe(x: Any) -> str:
-    """'(2, 7, 5, 3) float32' for arrays and tensors, the type name otherwise."""
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{tuple(shape)} {str(dtype).replace('torch.', '')}"
-    return type(x).__name__
+GRADER_ONLY = _GraderOnly()
+_INTERNAL = (CheckFailed, RecordingDone, LearnerStop)
 
 
-def _as_float64(x: Any):
-    import torch
+def exception_info(e: BaseException, impl_dir) -> tuple[str, str, str]:
+    """(type name, text, traceback trimmed to the learner's files) of a learner exception."""
+    from checks.runner import learner_traceback
 
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().to(torch.float64)
-    return torch.from_numpy(np.asarray(x, dtype=np.float64))
-
-
-def compare_arrays(got: Any, expected: Any, tol: Tolerance) -> str | None:
-    """None when close; else lines: max abs diff with index and values, share of close values."""
-    import torch
-
-    g, e = _as_float64(got), _as_float64(expected)
-    close = torch.isclose(g, e, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
-    if bool(close.all()):
-        return None
-    diff = (g - e).abs()
-    both_nan = torch.isnan(g) & torch.isnan(e)
-    diff = torch.where(both_nan, 0.0, torch.nan_to_num(diff, nan=float("inf")))
-    flat = int(diff.argmax())
-    index = tuple(int(i) for i in np.unravel_index(flat, tuple(g.shape))) if g.dim() else ()
-    gv, ev = float(g.flatten()[flat]), float(e.flatten()[flat])
-    n_close, n = int(close.sum()), close.numel()
-    return (
-        f"  max |got - expected| = {float(diff.flatten()[flat]):.3g} at index {index}: "
-        f"got {gv:.7g}, expected {ev:.7g}\n"
-        f"  close values: {n_close} of {n} ({100 * n_close / n:.1f}%), tolerance {tol}"
-    )
+    if isinstance(e, SystemExit):
+        return "SystemExit", str(e.code), learner_traceback(e, impl_dir)
+    return type(e).__name__, str(e), learner_traceback(e, impl_dir)
 
 
 class Ladder:
     """State of one check: the rung being climbed, the code under test, timings."""
 
-    def __init__(self, exercise: Exercise, impl: Impl, record: str | None = None) -> None:
+    def __init__(
+        self,
+        exercise: Exercise,
+        impl: Impl | None,
+        record: str | None = None,
+        side: str = "local",
+        channel: Any = None,
+        divergence_at: tuple[str, int] | None = None,
+        impl_dir: Any = None,
+    ) -> None:
         """``record``: None to grade (the first wrong answer raises CheckFailed), or a rung:
-        record every comparison without raising and stop (RecordingDone) after that rung."""
+        record every comparison without raising and stop (RecordingDone) after that rung.
+        ``side``/``channel``: see the module docstring. ``divergence_at``: in a replay, the
+        model comparison (what, occurrence) whose activations both sides record and compare."""
+        if side not in SIDES:
+            raise ValueError(f"side {side!r}; one of {SIDES}")
         self.exercise = exercise
-        self.impl = impl
-        self.module: ModuleType | None = None  # the learner's module, set by the import rung
+        self.impl = impl  # the learner's code: on the learner's side (and local) only
+        self.impl_dir = impl_dir if impl_dir is not None else impl.path
+        self.module: Any = None  # the learner's module, set by the import rung
+        self.symbols: dict[str, Any] = {}  # what the import rung learnt of its symbols
         self.current: str | None = None
         self.passed: list[str] = []
         self.timings: dict[str, float] = {}
         self.calling: str | None = None  # the learner call in progress (for error messages)
         self.record = record
+        self.side = side
+        self.channel = channel
         self.notes: list[str] = []  # said with the result, passed or not
         self.observations: list[Observation] = []
         self._counts: dict[tuple[str, str], int] = {}
+        self._seq = 0
+        self._given: dict[Any, Any] = {}  # keyed gives, on both sides
+        self._model_counts: dict[str, int] = {}
+        self.divergence_at = divergence_at  # (what, occurrence) of a model comparison
+        self.failed_model_comparison: tuple[str, int] | None = None  # the failing one, if any
+        self.divergence_text: str | None = None  # set by a replay at divergence_at
+
+    @property
+    def grader(self) -> bool:
+        """True where the reference runs (the grader's side, or both sides in one process)."""
+        return self.side != "learner"
 
     # ------------------------------------------------------------ observations
     def _key(self, what: str) -> Key:
@@ -172,6 +180,8 @@ class Ladder:
 
     def observe(self, what: str, passed: bool, got: Any = None, tol: str | None = None) -> None:
         """Record one comparison (its digest only when it failed). ``tol`` None: exact."""
+        if not self.grader:
+            return
         value = None if passed else digest(got)
         kind = "exact" if tol is None else "value"
         self.observations.append(Observation(self._key(what), passed, kind, value, tol or "exact"))
@@ -202,12 +212,15 @@ class Ladder:
 
     def note(self, text: str) -> None:
         """Something the learner should know even when the check passes."""
-        if text not in self.notes:
+        if self.grader and text not in self.notes:
             self.notes.append(text)
 
     def fail(self, message: str) -> None:
         """A wrong answer found by the check itself: recorded by its text, then raised
-        (also when recording: the run cannot go on past it)."""
+        (also when recording: the run cannot go on past it). On the learner's side the
+        run just stops: the grader reaches the same point and decides."""
+        if not self.grader:
+            raise LearnerStop()
         if not self.observations or self.observations[-1].passed:
             self.observations.append(
                 Observation(
@@ -219,65 +232,123 @@ class Ladder:
             )
         raise CheckFailed(self.current or "import", message)
 
-    def call(self, what: str, fn: Callable[[], Any], fails: bool = False) -> Any:
-        """Run learner code ``fn``; ``what`` (e.g. 'LayerNorm2d(7)(x)') names it in error reports.
+    # ------------------------------------------------------------------ sides
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
 
-        ``fails``: an exception of ``fn`` is a wrong answer at this rung (a failure with the
-        traceback, recorded by its type and text), not an error of the learner's code.
+    def call(self, what: str, fn: Callable[[], Any], fails: bool = False) -> Any:
+        """Learner code ``fn``; ``what`` (e.g. 'LayerNorm2d(7)(x)') names it in reports.
+
+        On the learner's side it runs and its result goes to the grader; on the grader's
+        side the result arrives (an exception of the learner's code becomes
+        :class:`LearnerRaised`). ``fails``: an exception is a wrong answer at this rung (a
+        failure with the traceback, recorded by its type and text), not an error.
         """
         self.calling = what
-        if not fails:
-            out = fn()
+        if self.side == "local":
+            try:
+                out = fn()
+            except _INTERNAL:
+                raise
+            except Exception as e:
+                if not fails:
+                    raise
+                self._raised(what, *exception_info(e, self.impl_dir))
+            if fails:
+                self.observe(f"raised: {what}", True)
             self.calling = None
             return out
-        try:
-            out = fn()
-        except Exception as e:
-            from checks.runner import learner_traceback
-
-            text = re.sub(r"0x[0-9a-f]+", "0x...", f"{type(e).__name__}: {e}")
-            self.observations.append(
-                Observation(self._key(f"raised: {what}"), False, "message", ("plain", text))
-            )
+        seq = self._next()
+        if self.side == "learner":
+            try:
+                out = fn()
+            except _INTERNAL:
+                raise
+            except BaseException as e:  # sys.exit and KeyboardInterrupt too: all reported
+                self.channel.send(("raise", seq, what, exception_info(e, self.impl_dir)))
+                raise LearnerStop() from None
+            self.channel.send(("ok", seq, encode(out)))
             self.calling = None
-            raise CheckFailed(
-                self.current or "import",
-                f"called:   {what}\n  it raised:\n{learner_traceback(e, self.impl.path)}",
-            ) from None
-        self.observe(f"raised: {what}", True)
+            return out
+        message = self.channel.receive(seq, what)
+        if message[0] == "raise":
+            kind, text, trace = message[3]
+            if fails and kind not in ("SystemExit", "KeyboardInterrupt"):
+                self._raised(what, kind, text, trace)
+            raise LearnerRaised(what, kind, text, trace)
+        if fails:
+            self.observe(f"raised: {what}", True)
         self.calling = None
-        return out
+        return decode(message[2])
+
+    def _raised(self, what: str, kind: str, text: str, trace: str) -> None:
+        body = re.sub(r"0x[0-9a-f]+", "0x...", f"{kind}: {text}")
+        self.observations.append(
+            Observation(self._key(f"raised: {what}"), False, "message", ("plain", body))
+        )
+        self.calling = None
+        raise CheckFailed(self.current or "import", f"called:   {what}\n  it raised:\n{trace}")
+
+    def ref(self, fn: Callable[[], Any]) -> Any:
+        """A reference value: computed on the grader's side only (the learner's never sees it)."""
+        return GRADER_ONLY if self.side == "learner" else fn()
+
+    def give(self, fn: Callable[[], Any], key: Any = None) -> Any:
+        """Reference data the learner's side needs as input (weights to load, say): computed
+        by the grader and sent over. Never an expected answer. With a ``key``, a value given
+        once is not sent again: the learner's side keeps its copy."""
+        if self.side == "local":
+            return fn()
+        seq = self._next()
+        if self.side == "grader":
+            if key is not None and key in self._given:
+                self.channel.send(("give", seq, ("again", key)))
+                return self._given[key]
+            value = fn()
+            if key is not None:
+                self._given[key] = value
+            self.channel.send(("give", seq, ("value", key, encode(value))))
+            return value
+        payload = self.channel.receive(seq, "give")[2]
+        if payload[0] == "again":
+            return self._given[payload[1]]
+        value = decode(payload[2])
+        if payload[1] is not None:
+            self._given[payload[1]] = value
+        return value
 
     def call_on_copies(self, what: str, fn: Callable[..., Any], **inputs: Any) -> Any:
         """``fn(**copies)``: the learner's code on its own copies of ``inputs``, failing
-        when it changes one of them in place (see :meth:`unchanged`)."""
-        own = {k: _snapshot(v) for k, v in inputs.items()}
-        with self.unchanged(what, **own):
-            return self.call(what, lambda: fn(**own))
+        when it changes one of them in place ("your code changed its input x")."""
 
-    @contextlib.contextmanager
-    def unchanged(self, what: str, **inputs: Any) -> Iterator[None]:
-        """Fail when the learner's code changes one of ``inputs`` (tensors, arrays, or
-        lists / tuples / dicts of them) in place. Give the learner its own copy: the
-        reference never computes on what the learner's code touched."""
-        before = {name: _snapshot(x) for name, x in inputs.items()}
-        yield
-        for name, x in inputs.items():
-            changed = _changed(before[name], x)
-            self.observe(f"{what}: {name} unchanged", changed is None, changed)
-            if changed is not None:
-                self.fail(
-                    f"called:   {what}\n  your code changed its input `{name}` in place "
-                    f"({changed}): compute on a copy (`{name} = {name}.clone()`) or with "
-                    "out-of-place operations"
-                )
+        def run() -> tuple[Any, dict[str, str]]:
+            own = {k: snapshot(v) for k, v in inputs.items()}
+            before = {k: snapshot(v) for k, v in own.items()}
+            out = fn(**own)
+            diffs = {k: changed(before[k], own[k]) for k in own}
+            return out, {k: v for k, v in diffs.items() if v}
 
-    def module_of(self, file: str) -> ModuleType:
-        """Another file of the same implementation (e.g. 'layers.py')."""
-        return self.impl.module(file)
+        out, diffs = self.call(what, run)
+        for name in inputs:
+            self.observe(f"{what}: {name} unchanged", name not in diffs, diffs.get(name))
+        if diffs:
+            name = next(iter(diffs))
+            self.fail(
+                f"called:   {what}\n  your code changed its input `{name}` in place "
+                f"({diffs[name]}): compute on a copy (`{name} = {name}.clone()`) or with "
+                "out-of-place operations"
+            )
+        return out
+
+    def module_of(self, file: str) -> Any:
+        """Another file of the same implementation (e.g. 'layers.py'), on the learner's side."""
+        return self.call(f"import {file}", lambda: self.impl.module(file))
 
     # ------------------------------------------------------------ comparisons
     def is_type(self, got: Any, types: type | tuple[type, ...], what: str) -> None:
+        if not self.grader:
+            return
         ok = isinstance(got, types)
         self.observe(f"type of {what}", ok, type(got).__name__)
         if not ok:
@@ -285,23 +356,25 @@ class Ladder:
                 t.__name__ for t in (types if isinstance(types, tuple) else (types,))
             )
             self._verdict(
-                ok, lambda: f"called:   {what}\n  expected a {names}\n  got:      {_describe(got)}"
+                ok, lambda: f"called:   {what}\n  expected a {names}\n  got:      {describe(got)}"
             )
             raise RecordingDone()  # nothing more can be asked of a value of the wrong type
 
     def same_shape(self, got: Any, expected: Any, what: str, dtype: bool = True) -> None:
         """Same type family (tensor / ndarray), shape and (if ``dtype``) dtype."""
+        if not self.grader:
+            return
         import torch
 
         kind = torch.Tensor if isinstance(expected, torch.Tensor) else np.ndarray
         self.is_type(got, kind, what)
         bad_shape = tuple(got.shape) != tuple(expected.shape)
         ok = not (bad_shape or (dtype and got.dtype != expected.dtype))
-        self.observe(f"shape of {what}", ok, _describe(got))
+        self.observe(f"shape of {what}", ok, describe(got))
         self._verdict(
             ok,
             lambda: (
-                f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}"
+                f"called:   {what}\n  expected: {describe(expected)}\n  got:      {describe(got)}"
             ),
         )
         if not ok and bad_shape:
@@ -321,118 +394,47 @@ class Ladder:
     ) -> None:
         """Fail unless ``got`` is elementwise close to ``expected`` under tolerance row ``tol``.
 
-        ``models=(reference_module, learner_module)`` with ``inputs`` adds the
-        first diverging submodule to the message.
+        ``models=(reference_module, learner_module)`` with ``inputs`` adds the first
+        diverging submodule to the message (both sides record the models' activations in a
+        replay of the check, see :mod:`checks.divergence`).
         """
+        key = None
+        if models is not None:
+            n = self._model_counts.get(what, 0)
+            self._model_counts[what] = n + 1
+            key = (what, n)
+            if self.divergence_at is not None and tuple(self.divergence_at) == key:
+                from checks.divergence import exchange
+
+                exchange(self, models, inputs, backward, loss_fn, tolerance(tol))
+        if not self.grader:
+            return
         self.same_shape(got, expected, what, dtype=False)
         t = tolerance(tol)
         report = compare_arrays(got, expected, t)
         self.observe(what, report is None, got, tol)
         if report is None:
             return
+        if key is not None and self.failed_model_comparison is None:
+            self.failed_model_comparison = key
 
         def message() -> str:
-            msg = f"called:   {what}\n  expected: {_describe(expected)}\n  got:      {_describe(got)}\n{report}"
-            if models is not None:
-                msg += "\n" + self.divergence(models[0], models[1], inputs, t, backward, loss_fn)
+            msg = f"called:   {what}\n  expected: {describe(expected)}\n  got:      {describe(got)}\n{report}"
+            if models is not None and self.side == "local":
+                from checks.divergence import local_report
+
+                msg += "\n" + local_report(self, models, inputs, backward, loss_fn, t)
             return msg
 
         self._verdict(False, message)
 
     def equal(self, got: Any, expected: Any, what: str) -> None:
         """Exact equality of plain values (strings, ints, dicts, lists)."""
+        if not self.grader:
+            return
         ok = got == expected
         self.observe(what, ok, got)
         self._verdict(
             ok,
-            lambda: f"called:   {what}\n  expected: {_short(expected)}\n  got:      {_short(got)}",
+            lambda: f"called:   {what}\n  expected: {short(expected)}\n  got:      {short(got)}",
         )
-
-    def load_weights(self, mine: Any, ref: Any, what: str) -> None:
-        """``mine.load_state_dict(ref.state_dict(), strict=True)``; fail at the current rung
-        with the missing / unexpected / mis-shaped keys when it does not fit."""
-        self.calling = f"{what}.load_state_dict(reference state dict, strict=True)"
-        try:
-            mine.load_state_dict(ref.state_dict(), strict=True)
-        except RuntimeError as e:
-            detail = "\n".join("    " + ln.strip() for ln in str(e).splitlines() if ln.strip())
-            self.fail(
-                f"called:   {self.calling}\n  the reference's weights do not fit yours "
-                f"(attribute names and shapes must follow the original):\n{detail}"
-            )
-        self.calling = None
-
-    def divergence(
-        self,
-        model_ref: Any,
-        model_mine: Any,
-        inputs: Any,
-        tol: Tolerance,
-        backward: bool = False,
-        loss_fn: Callable | None = None,
-    ) -> str:
-        """The first diverging submodule, as reference.diagnose reports it (indented)."""
-        from reference.diagnose import first_divergence
-
-        try:
-            report = first_divergence(
-                model_ref,
-                model_mine,
-                inputs,
-                atol=tol.atol,
-                rtol=tol.rtol,
-                backward=backward,
-                loss_fn=loss_fn,
-                given=self.exercise.given_modules,
-            )
-        except Exception as e:  # a diagnosis must never hide the failure it explains
-            return f"  (could not locate the diverging module: {type(e).__name__}: {e})"
-        lines = ["(A = the reference, B = yours)", *str(report).splitlines()]
-        return "\n".join("  " + line for line in lines)
-
-
-def _snapshot(x: Any) -> Any:
-    import torch
-
-    if isinstance(x, torch.Tensor):
-        return x.detach().clone()
-    if isinstance(x, np.ndarray):
-        return x.copy()
-    if isinstance(x, (list, tuple)):
-        return [_snapshot(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _snapshot(v) for k, v in x.items()}
-    return x
-
-
-def _changed(before: Any, after: Any, path: str = "") -> str | None:
-    """How ``after`` differs from the snapshot ``before`` (None when it does not)."""
-    import torch
-
-    if isinstance(after, (torch.Tensor, np.ndarray)):
-        a = _as_float64(before)
-        b = _as_float64(after)
-        if a.shape != b.shape:
-            return f"{path or 'it'} has another shape now"
-        same = (a == b) | (torch.isnan(a) & torch.isnan(b))
-        if bool(same.all()):
-            return None
-        n = int((~same).sum())
-        return f"{path + ': ' if path else ''}{n} of {same.numel()} values changed"
-    if isinstance(after, (list, tuple)):
-        for i, (bv, av) in enumerate(zip(before, after)):
-            r = _changed(bv, av, f"{path}[{i}]")
-            if r:
-                return r
-    if isinstance(after, dict):
-        for k in after:
-            if k in before:
-                r = _changed(before[k], after[k], f"{path}[{k!r}]")
-                if r:
-                    return r
-    return None
-
-
-def _short(x: Any, limit: int = 300) -> str:
-    s = repr(x)
-    return s if len(s) <= limit else s[: limit - 3] + "..."

@@ -48,8 +48,8 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _keys_text(keys: Sequence[str], sd: dict[str, torch.Tensor] | None = None) -> str:
-    items = [f"{k} {tuple(sd[k].shape)}" if sd is not None else k for k in keys[:_SHOW]]
+def _keys_text(keys: Sequence[str], shapes: dict[str, tuple] | None = None) -> str:
+    items = [f"{k} {tuple(shapes[k])}" if shapes is not None else k for k in keys[:_SHOW]]
     more = f", ... and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
     return ", ".join(items) + more
 
@@ -65,22 +65,27 @@ def perturb_constants(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def same_tensors(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
+def state_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def same_tensors(c: Ladder, ref: nn.Module, mine: Any, name: str) -> None:
     """Fail (at the current rung) unless both state dicts hold the same tensor shapes."""
-    sr, sm = ref.state_dict(), mine.state_dict()
-    cr = Counter(tuple(t.shape) for t in sr.values())
-    cm = Counter(tuple(t.shape) for t in sm.values())
+    sm = c.call(f"{name}.state_dict() (its tensor shapes)", lambda: state_shapes(mine))
+    if not c.grader:
+        return
+    sr = state_shapes(ref)
+    cr, cm = Counter(sr.values()), Counter(sm.values())
+    c.observe(f"the tensor shapes of {name}", cr == cm, sorted(cm.items()))
     if cr == cm:
         return
     lines = [
         f"the tensors of {name} differ from the reference's "
         f"(reference: {len(sr)} tensors, yours: {len(sm)})"
     ]
-    renamed = [k for k in sr if k in sm and sr[k].shape != sm[k].shape]
+    renamed = [k for k in sr if k in sm and sr[k] != sm[k]]
     if renamed:
-        shapes = ", ".join(
-            f"{k} {tuple(sr[k].shape)} vs yours {tuple(sm[k].shape)}" for k in renamed[:_SHOW]
-        )
+        shapes = ", ".join(f"{k} {sr[k]} vs yours {sm[k]}" for k in renamed[:_SHOW])
         lines.append(f"  same name, other shape: {shapes}")
     counts = [
         f"{shape}: reference {cr[shape]}, yours {cm[shape]}"
@@ -88,10 +93,10 @@ def same_tensors(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
         if cr[shape] != cm[shape]
     ]
     lines.append("  tensors per shape (names aside): " + "; ".join(counts[:_SHOW]))
-    extra = [k for k in sm if k not in sr and cm[tuple(sm[k].shape)] > cr[tuple(sm[k].shape)]]
+    extra = [k for k in sm if k not in sr and cm[sm[k]] > cr[sm[k]]]
     if extra:
         lines.append(f"  yours only: {_keys_text(extra, sm)}")
-    lacking = [k for k in sr if k not in sm and cr[tuple(sr[k].shape)] > cm[tuple(sr[k].shape)]]
+    lacking = [k for k in sr if k not in sm and cr[sr[k]] > cm[sr[k]]]
     if lacking:
         lines.append(f"  the reference only: {_keys_text(lacking, sr)}")
     c.fail("\n".join(lines))
@@ -105,22 +110,34 @@ def _owner_class(module: nn.Module, key: str) -> str:
         return ""
 
 
-def _alike(ref: nn.Module, kr: str, mine: nn.Module, km: str, sr: dict, sm: dict) -> int:
+def _alike(kr: str, owner_r: str, km: str, mine: nn.Module, sr: dict, sm: dict) -> int:
     """-1: other shapes; 0: same shape; 1: + same tensor name; 2: + same owner class."""
     if sr[kr].shape != sm[km].shape:
         return -1
     if kr.rpartition(".")[2] != km.rpartition(".")[2]:
         return 0
-    return 2 if _owner_class(ref, kr) == _owner_class(mine, km) else 1
+    return 2 if owner_r == _owner_class(mine, km) else 1
 
 
-def copy_weights(ref: nn.Module, mine: nn.Module) -> dict[str, str]:
-    """Copy the reference's tensors into ``mine``; returns {learner key: reference key}.
+def reference_weights(c: Ladder, ref: nn.Module) -> dict[str, Any]:
+    """The reference's state dict and the class owning each tensor, sent to the learner's
+    side (inputs, not answers: its random init)."""
+    return c.give(
+        lambda: {
+            "state": ref.state_dict(),
+            "owners": {k: _owner_class(ref, k) for k in ref.state_dict()},
+        },
+        key=("weights", id(ref)),
+    )
 
-    By name where name and shape agree; the others in order among tensors of
-    the same shape, most alike first (call :func:`same_tensors` first).
+
+def copy_into(mine: nn.Module, given: dict[str, Any]) -> dict[str, str]:
+    """(learner side) Copy the given reference tensors into ``mine``; {learner key: ref key}.
+
+    By name where name and shape agree; the others in order among tensors of the same
+    shape, most alike first (call :func:`same_tensors` first).
     """
-    sr, sm = ref.state_dict(), mine.state_dict()
+    sr, owners, sm = given["state"], given["owners"], mine.state_dict()
     mapping = {k: k for k in sm if k in sr and sr[k].shape == sm[k].shape}
     left_r = [k for k in sr if k not in mapping.values()]
     left_m = [k for k in sm if k not in mapping]
@@ -128,7 +145,9 @@ def copy_weights(ref: nn.Module, mine: nn.Module) -> dict[str, str]:
     # then same shape and tensor name; then same shape.
     for level in (2, 1, 0):
         for k in list(left_m):
-            match = next((r for r in left_r if _alike(ref, r, mine, k, sr, sm) >= level), None)
+            match = next(
+                (r for r in left_r if _alike(r, owners[r], k, mine, sr, sm) >= level), None
+            )
             if match is not None:
                 mapping[k] = match
                 left_r.remove(match)
@@ -137,6 +156,12 @@ def copy_weights(ref: nn.Module, mine: nn.Module) -> dict[str, str]:
         for km, kr in mapping.items():
             sm[km].copy_(sr[kr])
     return mapping
+
+
+def copy_weights(c: Ladder, ref: nn.Module, mine: Any, name: str) -> dict[str, str]:
+    """The reference's tensors copied into the learner's module; {learner key: ref key}."""
+    given = reference_weights(c, ref)
+    return c.call(f"the reference's weights copied into {name}", lambda: copy_into(mine, given))
 
 
 def _apply(key: str, old: list[str], new: list[str]) -> str | None:
@@ -172,13 +197,10 @@ def rename_rule(missing: list[str], unexpected: list[str]) -> tuple[str, str] | 
     return None
 
 
-def _rename_advice(rule: tuple[str, str], mine: nn.Module) -> str:
+def _rename_advice(rule: tuple[str, str], classes: dict[str, str]) -> str:
     old, new = rule
     if old == new + ".0":
-        try:
-            cls = f" ({type(mine.get_submodule(new)).__name__})"
-        except AttributeError:
-            cls = ""
+        cls = f" ({classes[new]})" if new in classes else ""
         return (
             f"the original wraps your `{new}`{cls} in an nn.Sequential (its keys carry "
             f"`{old}.`): self.{new.split('.')[-1]} = nn.Sequential(...)"
@@ -188,24 +210,37 @@ def _rename_advice(rule: tuple[str, str], mine: nn.Module) -> str:
     return f"call it `{old.split('.')[-1]}` as the original does (the attribute name is the key)"
 
 
-def strict_load(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
-    """``mine.load_state_dict(ref.state_dict(), strict=True)``; on failure list the keys."""
-    sr, sm = ref.state_dict(), mine.state_dict()
+def _try_load(mine: nn.Module, state: dict) -> tuple[str | None, dict, dict[str, str]]:
+    """(learner side) load strictly; (the error text or None, the module's tensor shapes,
+    the class of each submodule)."""
     try:
-        c.call(f"{name}.load_state_dict(...)", lambda: mine.load_state_dict(sr, strict=True))
-        return
+        mine.load_state_dict(state, strict=True)
+        error = None
     except RuntimeError as e:
         error = " ".join(str(e).split())
+    return error, state_shapes(mine), {n: type(m).__name__ for n, m in mine.named_modules()}
+
+
+def strict_load(c: Ladder, ref: nn.Module, mine: Any, name: str) -> None:
+    """``mine.load_state_dict(ref.state_dict(), strict=True)``; on failure list the keys."""
+    state = reference_weights(c, ref)["state"]
+    error, sm, classes = c.call(f"{name}.load_state_dict(...)", lambda: _try_load(mine, state))
+    c.observe(f"{name}.load_state_dict(reference state dict, strict=True)", error is None, error)
+    if error is None or not c.grader:
+        if error is not None:
+            c.fail(error)
+        return
+    sr = state_shapes(ref)
     missing = [k for k in sr if k not in sm]
     unexpected = [k for k in sm if k not in sr]
-    wrong = [k for k in sr if k in sm and sr[k].shape != sm[k].shape]
+    wrong = [k for k in sr if k in sm and sr[k] != sm[k]]
     rule = rename_rule(missing, unexpected) if not wrong else None
     if rule is not None:
         c.fail(
             f"{name}.load_state_dict(reference state dict, strict=True) failed: one rename\n"
             f"  your keys say `{rule[1]}` where the original's say `{rule[0]}` "
             f"({len(missing)} keys, e.g. yours {unexpected[0]}, the original's {missing[0]})\n"
-            f"  fix: {_rename_advice(rule, mine)}"
+            f"  fix: {_rename_advice(rule, classes)}"
         )
     lines = [
         f"{name}.load_state_dict(reference state dict, strict=True) failed: the names are "
@@ -216,9 +251,7 @@ def strict_load(c: Ladder, ref: nn.Module, mine: nn.Module, name: str) -> None:
     if unexpected:
         lines.append(f"  unexpected in yours ({len(unexpected)}): {_keys_text(unexpected, sm)}")
     if wrong:
-        shapes = ", ".join(
-            f"{k} {tuple(sr[k].shape)} vs yours {tuple(sm[k].shape)}" for k in wrong[:_SHOW]
-        )
+        shapes = ", ".join(f"{k} {sr[k]} vs yours {sm[k]}" for k in wrong[:_SHOW])
         lines.append(f"  wrong shape ({len(wrong)}): {shapes}")
     if len(lines) == 1:
         lines.append(f"  {error}")
@@ -245,10 +278,27 @@ def _run(model: nn.Module, inputs: Any) -> Any:
     return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
 
 
+def _weight(shape, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1000 + seed))
+
+
+def gradients(model: nn.Module, inputs: Any, seed: int) -> dict[str, Any]:
+    """(either side) d/d(inputs) and d/d(parameters) of (model(*inputs) * w).sum(), w ~ N(0, 1)
+    drawn from ``seed`` in the output's shape."""
+    x = _clone_inputs(inputs)
+    model.zero_grad(set_to_none=True)
+    out = _run(model, x)
+    (out * _weight(out.shape, seed)).sum().backward()
+    return {
+        "inputs": [t.grad for t in _tensors(x)],
+        "params": {k: p.grad for k, p in model.named_parameters(remove_duplicate=False)},
+    }
+
+
 def compare_gradients(
     c: Ladder,
     ref: nn.Module,
-    mine: nn.Module,
+    mine: Any,
     inputs: Any,
     mapping: dict[str, str],
     what: str,
@@ -261,33 +311,34 @@ def compare_gradients(
     ``inputs`` is one tensor or a tuple of positional arguments (lists inside are
     fine). Parameters are paired through ``mapping`` from :func:`copy_weights`.
     """
-    xr, xm = _clone_inputs(inputs), _clone_inputs(inputs)
-    out_r = _run(ref, xr)
-    w = torch.randn(out_r.shape, generator=torch.Generator().manual_seed(1000 + seed))
-    (out_r * w).sum().backward()
-    mine.zero_grad(set_to_none=True)
+    expected = c.ref(lambda: gradients(ref, inputs, seed))
     call = f"gradients of ({what} * w).sum(), w ~ N(0, 1)"
-    c.call(call, lambda: (_run(mine, xm) * w).sum().backward())
+    got = c.call(call, lambda: gradients(mine, inputs, seed))
     diagnose = dict(
-        models=(ref, mine), inputs=inputs, backward=True, loss_fn=lambda o: (o * w).sum()
+        models=(ref, mine),
+        inputs=inputs,
+        backward=True,
+        loss_fn=lambda o: (o * _weight(o.shape, seed)).sum(),
     )
-    tr, tm = _tensors(xr), _tensors(xm)
-    names = input_names or [f"input {i}" for i in range(len(tr))]
-    for n, a, b in zip(names, tr, tm):
-        if b.grad is None:
+    names = input_names or [f"input {i}" for i in range(len(got["inputs"]))]
+    for i, n in enumerate(names):
+        if got["inputs"][i] is None:
             c.fail(f"{call}: no gradient reached {n} (a .detach() or torch.no_grad() in forward?)")
-        c.close(b.grad, a.grad, tol, f"d/d({n}) of {call}", **diagnose)
-    ref_params = dict(ref.named_parameters(remove_duplicate=False))
-    for km, pm in mine.named_parameters():
-        pr = ref_params.get(mapping.get(km, ""))
-        if pr is None or pr.grad is None:
+        c.close(got["inputs"][i], expected["inputs"][i], tol, f"d/d({n}) of {call}", **diagnose)
+    for km, gm in got["params"].items():
+        gr = expected["params"].get(mapping.get(km, "")) if c.grader else None
+        if c.grader and gr is None:
             continue
-        if pm.grad is None:
+        if gm is None:
             c.fail(f"{call}: no gradient reached your parameter `{km}` (is it an nn.Parameter?)")
-        c.close(pm.grad, pr.grad, tol, f"d/d({km}) of {call}", **diagnose)
+        c.close(gm, gr, tol, f"d/d({km}) of {call}", **diagnose)
 
 
-def build(c: Ladder, what: str, fn: Callable[[], nn.Module], seed: int) -> nn.Module:
-    """The learner's module built under ``torch.manual_seed(seed)``."""
-    torch.manual_seed(seed)
-    return c.call(what, fn)
+def build(c: Ladder, what: str, fn: Callable[[], nn.Module], seed: int) -> Any:
+    """The learner's module built under ``torch.manual_seed(seed)`` (in the learner's process)."""
+
+    def seeded() -> nn.Module:
+        torch.manual_seed(seed)
+        return fn()
+
+    return c.call(what, seeded)

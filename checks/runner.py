@@ -1,45 +1,64 @@
-"""Run checks: one exercise or many, in one process, each within a time budget.
+"""Run checks: one exercise or many, each in a child process with a hard budget.
 
 A :class:`Result` has a status:
 
 - ``passed``      every rung of the ladder passed;
 - ``failed``      a rung gave a wrong answer (``rung`` names it, ``message`` explains);
 - ``todo``        the exercise is still a stub (or needs an earlier one that is);
-- ``timeout``     the check ran past its budget (an endless loop?);
-- ``error``       the learner's code raised; the traceback is trimmed to the learner's file;
+- ``timeout``     the check ran past its budget (an endless loop?): its process was killed;
+- ``error``       the learner's code raised, exited, crashed or ran out of memory; or a
+                  file of the project changed during the check;
 - ``unavailable`` the exercise is in the catalog but not in this version yet.
 
-The reference modules a check compares against are imported before its
-clock starts, so the budget measures the check, not the import of torch.
+The learner's code runs only in a forked child (:mod:`checks.sandbox`); this process,
+which never runs it, computes the expected values and makes the verdict, climbing the
+same ladder in lockstep (:mod:`checks.ladder`). The reference modules a check compares
+against are imported before its clock starts, so the budget measures the check, not the
+import of torch.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import importlib
-import inspect
+import os
 import signal
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from checks.catalog import Exercise, get_exercise, load_catalog
-from checks.impl import Impl
-from checks.ladder import CheckFailed, Ladder, RecordingDone
+from checks.impl import Impl, resolve_impl
+from checks.ladder import CheckFailed, Ladder, LearnerRaised, LearnerStop, RecordingDone
 from checks.regions import exercise_state
-from checks.signature import contract_problems, parse_signature, signature_text
+from checks.rungs import climb, display, resolve_check
+from checks.sandbox import (
+    BudgetExceeded,
+    ChildGone,
+    ChildRun,
+    LearnerChannel,
+    Limits,
+    confine,
+    crash_report,
+    start_child,
+)
 
 DEFAULT_TIMEOUT = 30.0  # seconds per check; catalog key `timeout` overrides
+ORIGINAL_CWD = Path.cwd()  # paths in messages are shown relative to it
+REPO = Path(__file__).resolve().parent.parent
+WATCHED = ("checks", "reference", "solutions")  # files no check may change
 
 
-class CheckTimeout(BaseException):
-    """Raised by the alarm when a check exceeds its budget (BaseException: learner
-    code that catches ``Exception`` cannot swallow it)."""
+def memory_mb() -> int:
+    """Address space a learner's process may add (SHAKYO_CHECK_MEMORY_MB, default 4096)."""
+    try:
+        return max(256, int(os.environ.get("SHAKYO_CHECK_MEMORY_MB", "4096")))
+    except ValueError:
+        return 4096
 
 
 @dataclass
@@ -58,210 +77,222 @@ class Result:
         return d
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    """SIGALRM after ``seconds`` (main thread on Unix only; elsewhere no budget)."""
-    usable = (
-        seconds is not None
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise CheckTimeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _display(path: str | Path) -> str:
-    """A path relative to the working directory when it is below it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def learner_traceback(exc: BaseException, impl_dir: Path) -> str:
     """The traceback of ``exc`` keeping only frames in the learner's files (all if none)."""
     frames = traceback.extract_tb(exc.__traceback__)
     mine = [f for f in frames if Path(f.filename).resolve().is_relative_to(impl_dir)]
     if isinstance(exc, SyntaxError) and exc.filename:
-        return f'  File "{_display(exc.filename)}", line {exc.lineno}\n    {(exc.text or "").strip()}\n{type(exc).__name__}: {exc.msg}'
+        return f'  File "{display(exc.filename)}", line {exc.lineno}\n    {(exc.text or "").strip()}\n{type(exc).__name__}: {exc.msg}'
     lines = []
     for f in mine or frames[-3:]:
-        lines.append(f'  File "{_display(f.filename)}", line {f.lineno}, in {f.name}')
+        lines.append(f'  File "{display(f.filename)}", line {f.lineno}, in {f.name}')
         if f.line:
             lines.append(f"    {f.line.strip()}")
     lines.append("".join(traceback.format_exception_only(type(exc), exc)).strip())
     return "\n".join(lines)
 
 
-def _todo_owner(exc: NotImplementedError) -> str | None:
+def _todo_owner(text: str) -> str | None:
     """The exercise id a stub's NotImplementedError names ('layer-norm-2d: write ...')."""
-    text = str(exc)
     ids = {e.id for e in load_catalog()}
     head = text.split(":", 1)[0].strip()
     return head if head in ids else None
 
 
-def _symbol(module: Any, dotted: str) -> Any:
-    obj = module
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
+def project_digest() -> dict[str, str]:
+    """sha1 of every file of checks/, reference/ and solutions/ (code and data)."""
+    out = {}
+    for top in WATCHED:
+        for path in sorted((REPO / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                out[str(path.relative_to(REPO))] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return out
 
 
-def _import_rung(c: Ladder) -> None:
-    ex = c.exercise
-    with c.rung("import"):
-        path = c.impl.file(ex.file)
-        if not path.is_file():
-            c.fail(f"{_display(path)} does not exist; restore it with `shakyo reset {ex.id}`")
+# --------------------------------------------------------------------- lockstep
+@dataclass
+class Outcome:
+    """One run of a check's two sides: how it ended, and the grader's ladder."""
+
+    status: str  # passed | failed | todo | timeout | error
+    rung: str | None
+    message: str
+    ladder: Ladder
+    output: str = ""  # what the learner's code printed (head and tail)
+
+
+def _child(ex: Exercise, impl_dir: Path, record, divergence_at):
+    def main(sock, workdir: Path, limits: Limits) -> None:
+        channel = LearnerChannel(sock)
         try:
-            c.module = c.impl.module(ex.file)
-        except NotImplementedError:
-            raise  # a stub raising at import time: reported as todo
-        except Exception as e:
-            c.fail(f"importing {_display(path)} failed:\n{learner_traceback(e, c.impl.path)}")
+            confine(workdir, limits, impl_dir)
+            c = Ladder(ex, Impl(impl_dir), record, "learner", channel, divergence_at)
+            climb(c)
+            channel.send(("end", "done"))
+        except (LearnerStop, CheckFailed, RecordingDone):
+            channel.send(("end", "stopped"))
+        except BaseException as e:  # noqa: BLE001 - reported to the grader, which decides
+            channel.send(("crash", crash_report(e)))
+
+    return main
 
 
-_SOURCE_NAMES = {
-    "original": "the original",
-    "exercise": "this exercise (the original has no such function)",
-    "fastai": "fastai",
-}
+def _gone_message(run: ChildRun, g: Ladder, reason: str) -> str:
+    """Why the learner's process ended early, from its exit status."""
+    status = run.status
+    during = f" while running {g.calling}" if g.calling else ""
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig == signal.SIGSEGV:
+            return f"your process crashed with {name} (a segmentation fault){during}"
+        if sig == signal.SIGKILL:
+            return f"your process was killed ({name}: out of memory?){during}"
+        return f"your process was ended by {name}{during}"
+    if status is not None and os.WIFEXITED(status) and reason.startswith("your process"):
+        code = os.WEXITSTATUS(status)
+        return (
+            f"your process exited with status {code}{during} before the check was done "
+            "(an os._exit or sys.exit in your code?)"
+        )
+    return reason + during
 
 
-def _signature_rung(c: Ladder) -> None:
-    ex = c.exercise
-    with c.rung("signature"):
-        for name in ex.symbols:
-            try:
-                mine = _symbol(c.module, name)
-            except AttributeError:
-                c.fail(
-                    f"{_display(c.impl.file(ex.file))} has no `{name}`; the checks look it up by this name"
-                )
-            try:
-                sig = inspect.signature(mine)
-            except (TypeError, ValueError):
-                continue  # a builtin without a signature: nothing to compare
-            contract = parse_signature(ex.signatures[name])
-            problems = contract_problems(sig, contract, ex.optional_params.get(name, ()))
-            if problems:
-                source = ex.source_of(name)
-                where = f" ({ex.original.file})" if source == "original" else ""
-                c.fail(
-                    f"signature of {name}: {_SOURCE_NAMES[source]}{where} has\n"
-                    f"    {name}{signature_text(contract)}\n"
-                    f"  yours:\n    {name}{signature_text(sig)}\n"
-                    + "\n".join(f"  - {p}" for p in problems)
-                    + "\n  (extra parameters with defaults, *args and **kwargs are fine)"
-                )
+def lockstep(
+    ex: Exercise,
+    impl_dir: Path,
+    limits: Limits,
+    record: str | None = None,
+    divergence_at: int | None = None,
+) -> Outcome:
+    """Both sides of ``ex``'s check: the learner's in a forked child, the grader's here."""
+    run = start_child(_child(ex, impl_dir, record, divergence_at), limits)
+    g = Ladder(ex, None, record, "grader", run.channel, divergence_at, impl_dir=impl_dir)
+    try:
+        climb(g)
+        out = ("passed", g.passed[-1] if g.passed else None, "")
+    except CheckFailed as e:
+        out = ("failed", e.rung, e.message)
+    except RecordingDone:
+        out = ("recorded", g.current, "")
+    except LearnerRaised as e:
+        out = _raised(ex, g, e, limits)
+    except NotImplementedError as e:
+        out = _todo(ex, g, str(e))
+    except BudgetExceeded as e:
+        run.kill()
+        where = f" while running {e.what}" if e.what else ""
+        out = (
+            "timeout",
+            g.current,
+            f"ran past its budget of {limits.seconds:g} s{where}; its process was killed",
+        )
+    except ChildGone as e:
+        run.reap(2.0)
+        out = ("error", g.current, _gone_message(run, g, e.reason))
+    finally:
+        run.finish()
+    output = run.output()
+    run.cleanup()
+    return Outcome(*out, g, output)
 
 
-def _resolve_check(ex: Exercise):
-    module_name, _, func = ex.check.partition(":")
-    return getattr(importlib.import_module(module_name), func)
+def _todo(ex: Exercise, g: Ladder, text: str) -> tuple[str, str | None, str]:
+    owner = _todo_owner(text)
+    if owner is None:
+        return ("error", g.current, f"NotImplementedError: {text}")
+    if owner == ex.id:
+        return ("todo", g.current, f"partly written: {text}")
+    return ("todo", g.current, f"needs `{owner}` first (still a stub: {text})")
 
 
+def _raised(ex: Exercise, g: Ladder, e: LearnerRaised, limits: Limits) -> tuple:
+    if e.kind == "NotImplementedError":
+        return _todo(ex, g, e.text)
+    if e.kind == "SystemExit":
+        return ("error", g.current, f"your code called sys.exit({e.text}) while running {e.what}")
+    if e.kind == "KeyboardInterrupt":
+        return ("error", g.current, f"your code raised KeyboardInterrupt while running {e.what}")
+    if e.kind == "MemoryError":
+        cap = f"{limits.memory_mb} MB above the grader's size (SHAKYO_CHECK_MEMORY_MB)"
+        return (
+            "error",
+            g.current,
+            f"your code ran out of memory (the cap: {cap}) while running {e.what}:\n{e.trace}",
+        )
+    return ("error", g.current, f"while running {e.what}:\n{e.trace}")
+
+
+# ----------------------------------------------------------------------- checks
 def run_check(
     exercise: Exercise | str, impl: Impl | str | Path = "exercises", timeout: float | None = None
 ) -> Result:
     """Climb the ladder of one exercise against ``impl`` and return its :class:`Result`."""
     ex = get_exercise(exercise) if isinstance(exercise, str) else exercise
-    own_impl = not isinstance(impl, Impl)
-    imp = Impl(impl) if own_impl else impl
-    try:
-        return _run(ex, imp, DEFAULT_TIMEOUT if timeout is None else timeout)
-    finally:
-        if own_impl:
-            imp.close()
+    impl_dir = impl.path if isinstance(impl, Impl) else resolve_impl(impl)
+    return _run(ex, impl_dir, DEFAULT_TIMEOUT if timeout is None else timeout)
 
 
-def _run(ex: Exercise, imp: Impl, timeout: float) -> Result:
+def _run(ex: Exercise, impl_dir: Path, timeout: float) -> Result:
     if not ex.available:
         return Result(ex.id, "unavailable", None, "not yet available in this version", 0.0)
-    path = imp.file(ex.file)
+    path = impl_dir / ex.file
     if exercise_state(path, ex.id) == "todo":
         msg = (
             f"still a stub: write the code between `# BEGIN EXERCISE {ex.id}` and "
-            f"`# END EXERCISE {ex.id}` in {_display(path)} (stuck? `shakyo hint {ex.id}`)"
+            f"`# END EXERCISE {ex.id}` in {display(path)} (stuck? `shakyo hint {ex.id}`)"
         )
         return Result(ex.id, "todo", None, msg, 0.0)
-    _resolve_check(ex)  # imports the check and the reference modules, outside the clock
+    resolve_check(ex)  # imports the check and the reference modules, outside the clock
     for module in {*ex.reference.values(), "reference.diagnose"} - {""}:
         importlib.import_module(module.partition(":")[0])
-    c = Ladder(ex, imp)
     budget = ex.timeout if ex.timeout is not None else timeout
+    limits = Limits(seconds=budget, memory_mb=memory_mb())
+    before = project_digest()
     start = time.perf_counter()
-
-    def result(status: str, rung: str | None, message: str) -> Result:
-        notes = "".join(f"\nnote: {n}" for n in c.notes)
-        message = (message + notes).lstrip("\n")
-        return Result(ex.id, status, rung, message, time.perf_counter() - start, dict(c.timings))
-
-    try:
-        with _deadline(budget):
-            climb(c)
-    except CheckFailed as e:
-        return result("failed", e.rung, e.message + _diagnosis(ex, e.rung, imp, budget))
-    except CheckTimeout:
-        where = f" while running {c.calling}" if c.calling else ""
-        return result("timeout", c.current, f"ran past its budget of {budget:g} s{where}")
-    except NotImplementedError as e:
-        owner = _todo_owner(e)
-        if owner is None:
-            return result("error", c.current, _error_message(c, e))
-        if owner == ex.id:
-            return result("todo", c.current, f"partly written: {e}")
-        return result("todo", c.current, f"needs `{owner}` first (still a stub: {e})")
-    except Exception as e:
-        return result("error", c.current, _error_message(c, e))
-    return result("passed", c.passed[-1] if c.passed else None, "")
+    o = lockstep(ex, impl_dir, limits)
+    message = o.message
+    if o.status == "failed":
+        message += _diagnosis(ex, o, impl_dir, limits)
+    if o.output and o.status in ("failed", "error", "timeout"):
+        message += "\n" + o.output
+    changed = [k for k, v in project_digest().items() if before.get(k) != v]
+    changed += [k for k in before if k not in project_digest()]
+    status, rung = o.status, o.rung
+    if changed:
+        status, message = (
+            "error",
+            (
+                f"the project's file {changed[0]} changed during the check (did your code write "
+                f"to it?); the verdict is void: restore it (`git checkout -- {changed[0]}`)"
+            ),
+        )
+    notes = "".join(f"\nnote: {n}" for n in o.ladder.notes)
+    message = (message + notes).lstrip("\n")
+    if status == "passed":
+        rung = o.ladder.passed[-1] if o.ladder.passed else None
+    return Result(ex.id, status, rung, message, time.perf_counter() - start, dict(o.ladder.timings))
 
 
-def climb(c: Ladder) -> None:
-    """The whole ladder of ``c.exercise``: the import and signature rungs, then its check."""
-    _import_rung(c)
-    _signature_rung(c)
-    _resolve_check(c.exercise)(c)
-
-
-def _diagnosis(ex: Exercise, rung: str, imp: Impl, budget: float) -> str:
-    """Known mistakes that explain a failure at ``rung`` ('' when none, or when diagnosing
-    fails or runs past the budget: a diagnosis never hides the failure it explains).
-
-    The learner's code runs once more, recording the whole rung (see checks.diagnosis)."""
+def _diagnosis(ex: Exercise, o: Outcome, impl_dir: Path, limits: Limits) -> str:
+    """The first diverging submodule and the known mistakes that explain a failure ('' when
+    none, or when diagnosing fails or runs past the budget: a diagnosis never hides the
+    failure it explains). The learner's code runs once more, recording the whole rung."""
     from checks.diagnosis import explain, known_mistakes
 
-    replay = Ladder(ex, imp, record=rung)
+    text = ""
     try:
-        with _deadline(budget):
-            try:
-                climb(replay)
-            except (CheckFailed, RecordingDone, Exception):
-                pass
-            text = explain(ex, known_mistakes(ex, rung, replay.observations))
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        return ""
-    return "\n" + text if text else ""
-
-
-def _error_message(c: Ladder, e: BaseException) -> str:
-    where = f"while running {c.calling}:\n" if c.calling else ""
-    return f"{where}{learner_traceback(e, c.impl.path)}"
+        replay = lockstep(
+            ex, impl_dir, limits, record=o.rung, divergence_at=o.ladder.failed_model_comparison
+        )
+        if replay.ladder.divergence_text:
+            text += "\n" + replay.ladder.divergence_text
+        found = explain(ex, known_mistakes(ex, o.rung, replay.ladder.observations, limits))
+        if found:
+            text += "\n" + found
+    except Exception:  # noqa: BLE001
+        return text
+    return text
 
 
 def run_checks(
@@ -271,25 +302,19 @@ def run_checks(
     on_result=None,
 ) -> list[Result]:
     """Run the checks of ``ids`` (default: every available exercise) in catalog order.
-
-    One fresh import of ``impl`` is shared by all of them. ``on_result(result)``
-    is called after each check (for progress output).
-    """
+    ``on_result(result)`` is called after each check (for progress output)."""
     wanted = (
         [e for e in load_catalog() if e.available]
         if ids is None
         else [get_exercise(i) for i in ids]
     )
-    imp = Impl(impl)
+    impl_dir = resolve_impl(impl)
     results = []
-    try:
-        for ex in wanted:
-            r = run_check(ex, imp, timeout)
-            results.append(r)
-            if on_result is not None:
-                on_result(r)
-    finally:
-        imp.close()
+    for ex in wanted:
+        r = _run(ex, impl_dir, DEFAULT_TIMEOUT if timeout is None else timeout)
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
     return results
 
 

@@ -11,7 +11,10 @@ passes when
 - every extra parameter has a default, or is ``*args`` / ``**kwargs``
   (the original's own extras, such as ``self_attention=False``, are fine).
 
-Type annotations never matter.
+Type annotations never matter. The learner's signatures are read in the learner's
+process and travel as descriptions (:func:`describe_signature`): defaults become
+comparable tokens (numbers, strings, tuples, arrays as values, functions by module and
+name), so the grader compares them without ever holding the learner's objects.
 """
 
 from __future__ import annotations
@@ -36,7 +39,110 @@ def parse_signature(text: str) -> inspect.Signature:
     return inspect.signature(namespace["_contract"])
 
 
+class Default:
+    """A described default value: compared by its description, shown by its repr."""
+
+    def __init__(self, token: Any, text: str) -> None:
+        self.token, self.text = token, text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Default) and self.token == other.token
+
+    def __hash__(self) -> int:
+        return hash(repr(self.token))
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def describe_default(x: Any) -> Any:
+    """A plain, comparable token for a default value."""
+    if x is None or isinstance(x, (bool, str)):
+        return ("v", x)
+    if isinstance(x, (int, float)):
+        return ("num", float(x))  # 0 and 0.0, 1e-6 and 0.000001
+    if isinstance(x, (tuple, list)):
+        return ("seq", tuple(describe_default(v) for v in x))
+    if isinstance(x, np.ndarray):
+        return ("array", x.shape, tuple(round(float(v), 12) for v in x.ravel()))
+    name = getattr(x, "__qualname__", None) or getattr(x, "__name__", None)
+    module = getattr(x, "__module__", None)
+    if name and module:
+        return ("obj", module, name)
+    return ("repr", repr(x))
+
+
+_KINDS = {
+    p.value: p
+    for p in (
+        _P.POSITIONAL_ONLY,
+        _P.POSITIONAL_OR_KEYWORD,
+        _P.VAR_POSITIONAL,
+        _P.KEYWORD_ONLY,
+        _P.VAR_KEYWORD,
+    )
+}
+
+
+def _default_text(x: Any) -> str:
+    if callable(x) and getattr(x, "__qualname__", None) and getattr(x, "__module__", None):
+        return f"{x.__module__}.{x.__qualname__}"
+    return repr(x)
+
+
+def describe_signature(obj: Any) -> list[tuple[str, int, bool, Any, str]] | None:
+    """[(name, kind, has a default, default token, default repr)] of ``obj``'s parameters;
+    None when it has no Python signature."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for p in sig.parameters.values():
+        has = p.default is not _P.empty
+        out.append(
+            (
+                p.name,
+                int(p.kind.value),
+                has,
+                describe_default(p.default) if has else None,
+                repr(p.default) if has else "",
+            )
+        )
+    return out
+
+
+def signature_of(description: list) -> inspect.Signature:
+    """The inspect.Signature of a description, defaults as :class:`Default` tokens."""
+    params = []
+    for name, kind, has, token, text in description:
+        default = Default(_freeze(token), text) if has else _P.empty
+        params.append(_P(name, _KINDS[int(kind)], default=default))
+    return inspect.Signature(params)
+
+
+def _freeze(token: Any) -> Any:
+    """Tokens come back from the wire with lists for tuples: make them hashable again."""
+    if isinstance(token, (list, tuple)):
+        return tuple(_freeze(t) for t in token)
+    return token
+
+
+def contract_signature(text: str) -> inspect.Signature:
+    """The catalog's published signature, described like a learner's."""
+    sig = parse_signature(text)
+    description = [
+        (p.name, int(p.kind.value), p.default is not _P.empty,
+         describe_default(p.default) if p.default is not _P.empty else None,
+         _default_text(p.default) if p.default is not _P.empty else "")
+        for p in sig.parameters.values()
+    ]  # fmt: skip
+    return signature_of(description)
+
+
 def _same_default(a: Any, b: Any) -> bool:
+    if isinstance(a, Default) or isinstance(b, Default):
+        return a == b
     if a is b:
         return True
     try:
@@ -58,7 +164,7 @@ def signature_text(sig: inspect.Signature) -> str:
     )
 
 
-def _default_text(p: inspect.Parameter) -> str:
+def _has_default_text(p: inspect.Parameter) -> str:
     return "no default" if p.default is _P.empty else f"default {p.default!r}"
 
 
@@ -89,7 +195,9 @@ def contract_problems(
         elif p.kind == _P.POSITIONAL_OR_KEYWORD and q.kind != _P.POSITIONAL_OR_KEYWORD:
             problems.append(f"`{p.name}` must be positional, as in the original (yours: {q})")
         elif p.default is not _P.empty and not _same_default(q.default, p.default):
-            problems.append(f"`{p.name}` has {_default_text(q)}; the original's is {p.default!r}")
+            problems.append(
+                f"`{p.name}` has {_has_default_text(q)}; the original's is {p.default!r}"
+            )
     positional = [p.name for p in required if p.kind == _P.POSITIONAL_OR_KEYWORD]
     mine_positional = [
         q.name

@@ -160,10 +160,10 @@ def spy_on_steps(opt) -> list[tuple[float, float]]:
 
 
 class MetricSpy:
-    """The reference's F_th, recording the calls the loop makes ('reset', 'accumulate')."""
+    """An F_th (of ``factory``), recording the calls the loop makes ('reset', 'accumulate')."""
 
-    def __init__(self) -> None:
-        self.metric = ref_metrics.F_th()
+    def __init__(self, factory) -> None:
+        self.metric = factory()
         self.metric.reset()  # so that a loop that never resets still gets numbers
         self.calls: list[str] = []
 

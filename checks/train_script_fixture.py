@@ -84,13 +84,16 @@ def write_tiles(root: Path) -> Path:
     return root
 
 
-def make_config(root: Path, out: Path, model: nn.Module) -> dict[str, Any]:
+def make_config(
+    root: Path, out: Path, model: nn.Module, loss_func=None, metric=None
+) -> dict[str, Any]:
     """What the published main() hands to train(): the values and the three built objects
-    (main() also creates OUT first)."""
+    (main() also creates OUT first). Loss and metric default to the reference's."""
     out.mkdir(parents=True, exist_ok=True)
     return {
         "PATH": str(root), **SETTINGS, "OUT": str(out), "FNAME": "script", "WEIGHTS": None,
-        "MODEL": model, "LOSS_FUNC": ref_losses.loss_comb, "METRIC": ref_metrics.F_th(),
+        "MODEL": model, "LOSS_FUNC": loss_func or ref_losses.loss_comb,
+        "METRIC": metric if metric is not None else ref_metrics.F_th(),
     }  # fmt: skip
 
 
@@ -173,10 +176,11 @@ def describe(learn: Learner) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def recorded_cpu_run(learner_modules: tuple = ()) -> Iterator[dict[str, Any]]:
+def recorded_cpu_run(learner_modules: tuple = (), aug_factory=None) -> Iterator[dict[str, Any]]:
     """Seeds, the recording callback, the CPU stand-ins for .cuda() and to_fp16(), and the
-    seeded augmentation in place of ``get_aug`` in ``learner_modules``. Yields a dict that
-    holds, afterwards, 'run' (the Record entry) and 'fp16' (whether to_fp16 was called)."""
+    seeded augmentation (``aug_factory(seed=SEED)``) in place of ``get_aug`` in
+    ``learner_modules``. Yields a dict that holds, afterwards, 'runs' (the Record entries)
+    and 'fp16' (whether to_fp16 was called)."""
     state: dict[str, Any] = {"fp16": False}
     saved_cuda, saved_fp16 = nn.Module.cuda, Learner.to_fp16
     saved_defaults = list(fastai.learner.defaults.callbacks)
@@ -191,7 +195,7 @@ def recorded_cpu_run(learner_modules: tuple = ()) -> Iterator[dict[str, Any]]:
     Learner.to_fp16 = to_fp16
     fastai.learner.defaults.callbacks = [*saved_defaults, Record]
     for m, _ in saved_aug:
-        m.get_aug = lambda *a, **k: get_aug(seed=SEED)
+        m.get_aug = lambda *a, **k: aug_factory(seed=SEED)
     seed_everything(SEED)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

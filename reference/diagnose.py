@@ -716,6 +716,86 @@ def _forward_note(ca: _Call, cb: _Call, atol: float, rtol: float) -> tuple[str, 
     )
 
 
+@dataclass
+class Recording:
+    """One model's forward (and backward) under the recorder, as data: what
+    :func:`compare_recordings` compares. Plain enough to travel between processes
+    (:func:`recording_to_data` / :func:`recording_from_data`)."""
+
+    calls: list[_Call]  # execution (finish) order, linked to their callers
+    events: list[_GradEvent]  # backward firing order
+    param_order: list[str]  # parameter gradients, accumulation order
+    param_grads: dict[str, Any]
+    param_names: list[str]
+    classes: dict[str, str]  # module name ("(model)" for the root) -> class name
+
+
+def record_run(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    backward: bool = True,
+    loss_fn: Callable | None = None,
+    target: Any = None,
+    seed: int | None = 0,
+) -> Recording:
+    """``model`` on ``inputs`` under the recorder (values kept), as first_divergence runs it."""
+    backward = backward and _grad_possible()
+    rec, grads, _ = _record(model, inputs, "values", backward, loss_fn, target, seed)
+    return Recording(
+        calls=rec.calls,
+        events=rec.events,
+        param_order=rec.param_order,
+        param_grads=grads,
+        param_names=[k for k, _ in model.named_parameters()],
+        classes={(n or ROOT): type(m).__name__ for n, m in model.named_modules()},
+    )
+
+
+def recording_to_data(r: Recording) -> dict[str, Any]:
+    """The recording as nested lists, dicts, strings, numbers and tensors."""
+    index = {id(c): i for i, c in enumerate(r.calls)}
+    calls = [
+        {
+            "name": c.name, "cls": c.cls, "leaf": c.leaf, "depth": c.depth,
+            "caller": index.get(id(c.caller)) if c.caller is not None else None,
+            "label": c.label, "inputs": list(c.inputs), "outputs": list(c.outputs),
+            "out_shapes": list(c.out_shapes), "t0": c.t0, "t1": c.t1,
+        }
+        for c in r.calls
+    ]  # fmt: skip
+    events = [
+        {"call": index.get(id(e.call)), "kind": e.kind, "path": e.path, "token": e.token,
+         "value": e.value}
+        for e in r.events
+        if id(e.call) in index
+    ]  # fmt: skip
+    return {
+        "calls": calls, "events": events, "param_order": list(r.param_order),
+        "param_grads": dict(r.param_grads), "param_names": list(r.param_names),
+        "classes": dict(r.classes),
+    }  # fmt: skip
+
+
+def recording_from_data(d: dict[str, Any]) -> Recording:
+    calls = [
+        _Call(c["name"], None, c["cls"], c["leaf"], c["depth"], None, c["label"],
+              [tuple(x) for x in c["inputs"]], [tuple(x) for x in c["outputs"]],
+              [tuple(x) for x in c["out_shapes"]], c["t0"], c["t1"])
+        for c in d["calls"]
+    ]  # fmt: skip
+    for c, raw in zip(calls, d["calls"]):
+        c.caller = calls[raw["caller"]] if raw["caller"] is not None else None
+    events = [
+        _GradEvent(calls[e["call"]], e["kind"], e["path"], tuple(e["token"]), e["value"])
+        for e in d["events"]
+    ]
+    return Recording(
+        calls, events, list(d["param_order"]), dict(d["param_grads"]),
+        list(d["param_names"]), dict(d["classes"]),
+    )  # fmt: skip
+
+
 def first_divergence(
     model_a: nn.Module,
     model_b: nn.Module,
@@ -743,10 +823,26 @@ def first_divergence(
     projection of the outputs, see ``_default_loss``); the gradients w.r.t.
     every module's outputs and inputs are compared in A's backward order, then
     the parameter gradients in A's accumulation order. Both runs use ``seed``.
+    The two runs may also be recorded apart (:func:`record_run`, in another process)
+    and compared with :func:`compare_recordings`.
     """
+    kw = dict(backward=backward, loss_fn=loss_fn, target=target, seed=seed)
+    ra, rb = record_run(model_a, inputs, **kw), record_run(model_b, inputs, **kw)
+    return compare_recordings(ra, rb, atol=atol, rtol=rtol, backward=backward, given=given)
+
+
+def compare_recordings(
+    ra: Recording,
+    rb: Recording,
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    backward: bool = True,
+    given: tuple[str, ...] = (),
+) -> DivergenceReport:
+    """:func:`first_divergence` of two recorded runs (A the reference)."""
     backward = backward and _grad_possible()
-    ra, ga, _ = _record(model_a, inputs, "values", backward, loss_fn, target, seed)
-    rb, gb, _ = _record(model_b, inputs, "values", backward, loss_fn, target, seed)
+    ga, gb = ra.param_grads, rb.param_grads
     pairs, matched_by, note = _pair_calls(ra, rb, given)
     common = dict(atol=atol, rtol=rtol, matched_by=matched_by)
     n = 0
@@ -756,14 +852,21 @@ def first_divergence(
             d_in = _compare_lists(ca.inputs, cb.inputs, atol, rtol)
             if d_in is not None and cb.caller is not None:
                 return _between_report(d_in, ca, cb, ra, rb, n, note, common)
-            ga, gb = _given_root(ca, given), _given_root(cb, given)
-            if gb is not cb:  # inside given code: report the given module itself
+            root_a, root_b = _given_root(ca, given), _given_root(cb, given)
+            if root_b is not cb:  # inside given code: report the given module itself
                 why = (
-                    f"`{gb.label}` is given code: its inputs match and its output differs, so "
-                    "look at the weights it was built or loaded with"
+                    f"`{root_b.label}` is given code: its inputs match and its output differs, "
+                    "so look at the weights it was built or loaded with"
                 )
                 return _report(
-                    d, "forward", ga, gb, d.path, n_compared=n, note=_join(note, why), **common
+                    d,
+                    "forward",
+                    root_a,
+                    root_b,
+                    d.path,
+                    n_compared=n,
+                    note=_join(note, why),
+                    **common,
                 )
             culprit, why = _forward_note(ca, cb, atol, rtol)
             return _report(
@@ -814,7 +917,7 @@ def first_divergence(
             )
         n += 1
 
-    name_b, why = _pair_params(model_a, model_b)
+    name_b, why = _pair_params(ra.param_names, rb.param_names)
     note = _join(note, why)
     order = ra.param_order + [k for k in name_b if k not in set(ra.param_order)]
     for pa in dict.fromkeys(k for k in order if k in name_b):
@@ -840,18 +943,16 @@ def first_divergence(
                 f"gradient of {pa}",
                 n_compared=n,
                 note=_join(note, why),
-                cls_a=_class_of(model_a, owner_a),
-                cls_b=_class_of(model_b, owner_b),
+                cls_a=ra.classes.get(owner_a, ""),
+                cls_b=rb.classes.get(owner_b, ""),
                 **common,
             )
         n += 1
     return DivergenceReport(False, n_compared=n, note=note, **common)
 
 
-def _pair_params(model_a: nn.Module, model_b: nn.Module) -> tuple[dict[str, str], str]:
+def _pair_params(names_a: list[str], names_b: list[str]) -> tuple[dict[str, str], str]:
     """Parameter name in A -> in B: by name where at least half match, else by order."""
-    names_a = [k for k, _ in model_a.named_parameters()]
-    names_b = [k for k, _ in model_b.named_parameters()]
     shared = [k for k in names_a if k in set(names_b)]
     if len(shared) >= len(names_a) / 2:
         skipped = len(names_a) + len(names_b) - 2 * len(shared)

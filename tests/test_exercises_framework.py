@@ -10,7 +10,7 @@ from checks.catalog import EXERCISES_DIR, SOLUTIONS_DIR, load_catalog
 from checks.graduation import NEEDED, components, missing_exercises
 from checks.mutants import load_mutants
 from checks.regions import exercise_state, find_regions, make_stub, region_texts, reset_regions
-from checks.runner import _resolve_check
+from checks.rungs import resolve_check
 from checks.stubs import generated_stub, stub_files
 from reference.errors import ConfigError
 
@@ -64,7 +64,7 @@ def test_every_available_exercise_is_complete():
         assert any(r.id == ex.id for r in find_regions(text)), (
             f"{ex.id}: no region in solutions/{ex.file}"
         )
-        assert callable(_resolve_check(ex)), ex.id
+        assert callable(resolve_check(ex)), ex.id
         assert sum(m.exercise == ex.id for m in mutants) >= 2, f"{ex.id}: fewer than 2 mutants"
 
 

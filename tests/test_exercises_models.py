@@ -49,7 +49,7 @@ class _Renamed(nn.Module):
 def test_copy_weights_pairs_renamed_tensors_by_shape_and_order():
     ref, mine = _Ref(), _Renamed()
     same_tensors(_ladder(), ref, mine, "Renamed()")  # names aside, the shapes agree
-    mapping = copy_weights(ref, mine)
+    mapping = copy_weights(_ladder(), ref, mine, "Renamed()")
     assert mapping == {
         "ln.weight": "norm.weight",
         "ln.bias": "norm.bias",
