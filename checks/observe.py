@@ -81,11 +81,22 @@ def compare_arrays(got: Any, expected: Any, tol: Tolerance) -> str | None:
     index = tuple(int(i) for i in np.unravel_index(flat, tuple(g.shape))) if g.dim() else ()
     gv, ev = float(g.flatten()[flat]), float(e.flatten()[flat])
     n_close, n = int(close.sum()), close.numel()
-    return (
+    text = (
         f"  max |got - expected| = {float(diff.flatten()[flat]):.3g} at index {index}: "
         f"got {gv:.7g}, expected {ev:.7g}\n"
-        f"  close values: {n_close} of {n} ({100 * n_close / n:.1f}%), tolerance {tol}"
     )
+    allowed = tol.atol + tol.rtol * e.abs()
+    excess = torch.where(close, -float("inf"), diff - allowed).flatten()
+    worst = int(excess.argmax())
+    if bool(close.flatten()[flat]) and worst != flat:
+        # the largest difference is within tolerance (at a large value): show the worst miss
+        wi = tuple(int(i) for i in np.unravel_index(worst, tuple(g.shape))) if g.dim() else ()
+        text += (
+            f"  furthest out of tolerance: index {wi}: got {float(g.flatten()[worst]):.7g}, "
+            f"expected {float(e.flatten()[worst]):.7g} (|got - expected| "
+            f"{float(diff.flatten()[worst]):.3g}, allowed {float(allowed.flatten()[worst]):.3g})\n"
+        )
+    return text + f"  close values: {n_close} of {n} ({100 * n_close / n:.1f}%), tolerance {tol}"
 
 
 def snapshot(x: Any) -> Any:

@@ -37,6 +37,8 @@ from checks.ladder import CheckFailed, Ladder, LearnerRaised, LearnerStop, Recor
 from checks.regions import exercise_state
 from checks.rungs import climb, display, resolve_check
 from checks.sandbox import (
+    GARBLED,
+    LOST_CHANNEL,
     BudgetExceeded,
     ChildGone,
     ChildRun,
@@ -83,11 +85,21 @@ def learner_traceback(exc: BaseException, impl_dir: Path) -> str:
     mine = [f for f in frames if Path(f.filename).resolve().is_relative_to(impl_dir)]
     if isinstance(exc, SyntaxError) and exc.filename:
         return f'  File "{display(exc.filename)}", line {exc.lineno}\n    {(exc.text or "").strip()}\n{type(exc).__name__}: {exc.msg}'
-    lines = []
+    lines: list[str] = []
+    last, repeated = None, 0
     for f in mine or frames[-3:]:
+        here = (f.filename, f.lineno, f.name)
+        if here == last:  # endless recursion: one frame, then a count (as Python does)
+            repeated += 1
+            continue
+        if repeated:
+            lines.append(f"  [the frame above repeated {repeated} more times]")
+        last, repeated = here, 0
         lines.append(f'  File "{display(f.filename)}", line {f.lineno}, in {f.name}')
         if f.line:
             lines.append(f"    {f.line.strip()}")
+    if repeated:
+        lines.append(f"  [the frame above repeated {repeated} more times]")
     lines.append("".join(traceback.format_exception_only(type(exc), exc)).strip())
     return "\n".join(lines)
 
@@ -107,6 +119,28 @@ def project_digest() -> dict[str, str]:
             if path.is_file() and "__pycache__" not in path.parts:
                 out[str(path.relative_to(REPO))] = hashlib.sha1(path.read_bytes()).hexdigest()
     return out
+
+
+def _tampered(before: dict[str, str], after: dict[str, str]) -> str | None:
+    """What changed among the project's files during a check (None: nothing)."""
+    for name, sha in after.items():
+        if name not in before:
+            return (
+                f"a file appeared in the project during the check: {name} (did your code "
+                f"write it?); the verdict is void: delete it (`rm {name}`) and check again"
+            )
+        if before[name] != sha:
+            return (
+                f"the project's file {name} changed during the check (did your code write "
+                f"to it?); the verdict is void: restore it (`git checkout -- {name}`)"
+            )
+    for name in before:
+        if name not in after:
+            return (
+                f"the project's file {name} was deleted during the check (by your code?); "
+                f"the verdict is void: restore it (`git checkout -- {name}`)"
+            )
+    return None
 
 
 # --------------------------------------------------------------------- lockstep
@@ -140,6 +174,8 @@ def _child(ex: Exercise, impl_dir: Path, record, divergence_at):
 def _gone_message(run: ChildRun, g: Ladder, reason: str) -> str:
     """Why the learner's process ended early, from its exit status."""
     status = run.status
+    if reason == GARBLED:
+        return reason
     during = f" while running {g.calling}" if g.calling else ""
     if status is not None and os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -151,6 +187,11 @@ def _gone_message(run: ChildRun, g: Ladder, reason: str) -> str:
         return f"your process was ended by {name}{during}"
     if status is not None and os.WIFEXITED(status) and reason.startswith("your process"):
         code = os.WEXITSTATUS(status)
+        if code == LOST_CHANNEL:
+            return (
+                f"your process lost its connection to the grader{during} (does your code "
+                "close file descriptors or sockets it did not open?)"
+            )
         return (
             f"your process exited with status {code}{during} before the check was done "
             "(an os._exit or sys.exit in your code?)"
@@ -220,6 +261,14 @@ def _raised(ex: Exercise, g: Ladder, e: LearnerRaised, limits: Limits) -> tuple:
             g.current,
             f"your code ran out of memory (the cap: {cap}) while running {e.what}:\n{e.trace}",
         )
+    if e.kind == "OSError" and "[Errno 27]" in e.text:  # EFBIG: RLIMIT_FSIZE
+        cap = f"{limits.output_bytes >> 20} MB"
+        return (
+            "error",
+            g.current,
+            f"your code wrote more than the {cap} a check allows to one file (or printed "
+            f"that much) while running {e.what}:\n{e.trace}",
+        )
     return ("error", g.current, f"while running {e.what}:\n{e.trace}")
 
 
@@ -256,17 +305,10 @@ def _run(ex: Exercise, impl_dir: Path, timeout: float) -> Result:
         message += _diagnosis(ex, o, impl_dir, limits)
     if o.output and o.status in ("failed", "error", "timeout"):
         message += "\n" + o.output
-    changed = [k for k, v in project_digest().items() if before.get(k) != v]
-    changed += [k for k in before if k not in project_digest()]
     status, rung = o.status, o.rung
-    if changed:
-        status, message = (
-            "error",
-            (
-                f"the project's file {changed[0]} changed during the check (did your code write "
-                f"to it?); the verdict is void: restore it (`git checkout -- {changed[0]}`)"
-            ),
-        )
+    tampered = _tampered(before, project_digest())
+    if tampered:
+        status, message = "error", tampered
     notes = "".join(f"\nnote: {n}" for n in o.ladder.notes)
     message = (message + notes).lstrip("\n")
     if status == "passed":

@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 _ALLOWED_REFERENCE = {"reference", "reference.errors", "reference.utils", "reference.diagnose"}
 _GUARDED = ("reference", "checks", "solutions", "shakyo", "sitegen")
 REFUSED = "exercises are graded without the reference"
+LOST_CHANNEL = 70  # the learner's process exit status when its channel to the grader broke
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,18 @@ class GraderChannel:
         while True:
             try:
                 message = wire.recv(self.sock)
-            except (EOFError, OSError, Exception) as e:  # noqa: BLE001 - any break ends the stream
-                self.inbox.put(("eof", repr(e)))
+            except EOFError as e:
+                kind = "garbled" if "stream is broken" in str(e) else "eof"
+                self.inbox.put((kind, str(e)))
+                return
+            except OSError as e:
+                self.inbox.put(("eof", str(e)))
+                return
+            except Exception as e:  # noqa: BLE001 - not a message of the check: the stream is broken
+                self.inbox.put(("garbled", f"{type(e).__name__}: {e}"))
+                return
+            if not isinstance(message, tuple) or not message:
+                self.inbox.put(("garbled", "a message that is not a tuple"))
                 return
             self.inbox.put(message)
             if message[0] in ("end", "crash"):
@@ -121,7 +132,7 @@ class GraderChannel:
             message = self.inbox.get(timeout=left)
         except queue.Empty:
             raise BudgetExceeded(what) from None
-        if message[0] in ("end", "crash", "eof"):
+        if message[0] in _CLOSING:
             self.ended = message
             raise ChildGone(_ended_reason(message))
         return message
@@ -152,12 +163,21 @@ class GraderChannel:
                 message = self.inbox.get(timeout=left)
             except queue.Empty:
                 return None
-            if message[0] in ("end", "crash", "eof"):
+            if message[0] in _CLOSING:
                 self.ended = message
         return self.ended
 
 
+_CLOSING = ("end", "crash", "eof", "garbled")
+GARBLED = (
+    "your process sent the grader something that is not a message of the check (does your "
+    "code write to a socket or file descriptor it did not open?)"
+)
+
+
 def _ended_reason(message: Any) -> str:
+    if message[0] == "garbled":
+        return GARBLED
     if message[0] == "crash":
         return f"the check broke in your process:\n{message[1]}"
     if message[0] == "eof":
@@ -174,6 +194,7 @@ class ChildRun:
     workdir: Path
     started: float
     status: int | None = None  # os.waitpid status once reaped
+    output_cap: int = 8 << 20  # bytes per captured stream (RLIMIT_FSIZE)
 
     def kill(self) -> None:
         for target in (
@@ -230,14 +251,13 @@ class ChildRun:
                     tail = f.read(limit)
                 elif size > limit:
                     tail = f.read()
-            text = head.decode("utf-8", "replace")
+            text = _lines(head)
             if size > 2 * limit:
-                text += f"\n[... {size - 2 * limit:,} bytes left out ...]\n" + tail.decode(
-                    "utf-8", "replace"
-                )
+                text += f"\n[... {size - 2 * limit:,} bytes left out ...]\n" + _lines(tail)
             else:
-                text += tail.decode("utf-8", "replace")
-            parts.append(f"your code printed on {name} ({size:,} bytes):\n{text.rstrip()}")
+                text += _lines(tail)
+            capped = ", the cap: the rest was not written" if size >= self.output_cap else ""
+            parts.append(f"your code printed on {name} ({size:,} bytes{capped}):\n{text.rstrip()}")
         return "\n".join(parts)
 
     def cleanup(self) -> None:
@@ -258,12 +278,23 @@ def start_child(child_main, limits: Limits) -> ChildRun:
             parent_sock.close()
             child_main(child_sock, workdir, limits)
         except BaseException:  # noqa: BLE001 - nothing may escape into the grader's code
-            code = 70
+            code = LOST_CHANNEL
         finally:
             os._exit(code)
     child_sock.close()
     deadline = time.monotonic() + limits.seconds
-    return ChildRun(pid, GraderChannel(parent_sock, deadline), workdir, time.monotonic())
+    channel = GraderChannel(parent_sock, deadline)
+    return ChildRun(pid, channel, workdir, time.monotonic(), output_cap=limits.output_bytes)
+
+
+def _lines(data: bytes, width: int = 160) -> str:
+    """Printed bytes as text, each line cut at ``width`` characters."""
+    out = []
+    for line in data.decode("utf-8", "replace").split("\n"):
+        out.append(
+            line if len(line) <= width else f"{line[:width]} [... {len(line) - width:,} more]"
+        )
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------- learner side
