@@ -86,7 +86,8 @@ def check_layer_norm_2d(c: Ladder) -> None:
                 2,
                 f"number of parameters of {name}: weight ({shape[1]},) and bias ({shape[1]},), in this order",
             )
-            for i, pname in enumerate(("weight", "bias")):
+            # (recording goes on past a wrong count: compare the parameters there are)
+            for i, pname in enumerate(("weight", "bias")[: len(got_params)]):
                 if got_params[i] is None:
                     c.fail(
                         f"{what}: no gradient reached your parameter in the place of `{pname}` (is it an nn.Parameter?)"
