@@ -1,72 +1,169 @@
-"""Time the checks: every exercise against the bundled solutions, in one process.
+"""Time the checks as a learner meets them: fresh `shakyo` processes, and `shakyo watch`.
 
-    .venv/bin/python benchmarks/checks.py          # in-process, with per-rung timings
-    .venv/bin/python benchmarks/checks.py --cli    # also the wall time of `shakyo check --impl solutions`
+    .venv/bin/python benchmarks/checks.py                  # this working tree
+    .venv/bin/python benchmarks/checks.py --before a8fa0b4 # and an older commit, same run
 
-Budgets (issue 5): the whole `shakyo check --impl solutions` <= 60 s wall on a
-2-core machine, every single exercise <= 10 s. The import of torch, fastai and
-the reference is outside each check's clock but inside the total.
+Measured, each in a fresh process (torch, fastai and the reference imported inside):
+
+- all:    `shakyo check --impl solutions` (every available exercise), wall and CPU seconds
+- single: `shakyo check rle --impl solutions` (and coat-ulstm, the slowest model check)
+- watch:  `shakyo watch rle` on a copy of the solutions: the time from a save to the
+          result line, median and worst of several saves
+
+Targets (issue 11, on an idle 2-core machine): all <= 15 s, a single check <= 3 s, a watch
+re-check of a non-model exercise <= 1 s. The load average is printed before and after:
+on a busy machine wall times grow, CPU seconds (user + system of the process and its
+children) much less. ``--before REV`` checks REV out into a temporary git worktree and
+times it in the same run, alternating with this tree, so both see the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-START = time.perf_counter()
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = {"all": 15.0, "single": 3.0, "watch": 1.0}
 
-# Run as a script, this file's folder comes first on sys.path, and this file
-# (checks.py) would shadow the `checks` package it measures.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-TOTAL_BUDGET_S = 60.0
-EXERCISE_BUDGET_S = 10.0
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _env(tree: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(tree), SHAKYO_STATE_DIR=tempfile.mkdtemp())
+    env.pop("SHAKYO_DEBUG", None)
+    return env
+
+
+def _shakyo(tree: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from shakyo.cli import main; sys.exit(main())",
+        *args,
+    ]
+
+
+def timed(tree: Path, *args: str) -> tuple[float, float, int]:
+    """(wall s, CPU s of the process and its children, exit code) of one `shakyo` run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    rc = subprocess.run(
+        _shakyo(tree, *args), cwd=tree, env=_env(tree), capture_output=True
+    ).returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, rc
+
+
+def watch_latencies(tree: Path, saves: int) -> list[float]:
+    """Seconds from each save of submission.py to the `rle` result line of `shakyo watch`."""
+    impl = Path(tempfile.mkdtemp(prefix="shakyo-bench-watch-")) / "impl"
+    shutil.copytree(tree / "solutions", impl, ignore=shutil.ignore_patterns("__pycache__"))
+    target = impl / "submission.py"
+    proc = subprocess.Popen(
+        _shakyo(tree, "watch", "rle", "--impl", str(impl)),
+        cwd=tree,
+        env=_env(tree),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
+    out: list[float] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("watching"):
+                break
+        for i in range(saves):
+            time.sleep(1.0)  # a learner between two saves
+            target.write_text(target.read_text() + f"\n# save {i}\n")
+            saved = time.perf_counter()
+            for line in proc.stdout:
+                if line.startswith("rle "):
+                    out.append(time.perf_counter() - saved)
+                    break
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(impl.parent, ignore_errors=True)
+    return out
+
+
+def measure(tree: Path, saves: int) -> dict[str, tuple]:
+    m: dict[str, tuple] = {}
+    m["all"] = timed(tree, "check", "--impl", "solutions")
+    m["single rle"] = timed(tree, "check", "rle", "--impl", "solutions")
+    m["single coat-ulstm"] = timed(tree, "check", "coat-ulstm", "--impl", "solutions")
+    lat = watch_latencies(tree, saves)
+    m["watch rle"] = (statistics.median(lat), max(lat), len(lat)) if lat else (float("nan"),) * 3
+    return m
+
+
+def _row(label: str, what: str, v: tuple, target: float | None) -> str:
+    if what.startswith("watch"):
+        text = f"median {v[0]:5.2f} s, worst {v[1]:5.2f} s of {v[2]} saves"
+        value = v[0]
+    else:
+        text = f"{v[0]:6.2f} s wall, {v[1]:6.2f} s CPU, exit {v[2]}"
+        value = v[0]
+    mark = ""
+    if target is not None:
+        mark = f"  (target <= {target:g} s: {'ok' if value <= target else 'over'})"
+    return f"  {label:<8} {what:<18} {text}{mark}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cli", action="store_true", help="also time the CLI in a fresh process")
+    parser.add_argument("--before", metavar="REV", help="also time this git revision")
+    parser.add_argument("--saves", type=int, default=5, help="saves timed in watch mode")
     args = parser.parse_args()
 
-    from checks.runner import run_checks
-
-    t_import = time.perf_counter()
-    results = run_checks(impl="solutions")
-    total = time.perf_counter() - START
-    print(f"{'exercise':<20} {'status':<8} {'seconds':>8}  slowest rung")
-    slowest = ("-", "-", 0.0)
-    for r in results:
-        rung, secs = max(r.timings.items(), key=lambda kv: kv[1], default=("-", 0.0))
-        if secs > slowest[2]:
-            slowest = (r.id, rung, secs)
-        print(f"{r.id:<20} {r.status:<8} {r.seconds:>8.2f}  {rung} {secs:.2f} s")
-    checks_sum = sum(r.seconds for r in results)
-    worst = max(results, key=lambda r: r.seconds)
-    print(f"\nchecks: {len(results)}, sum of check times {checks_sum:.2f} s")
-    print(
-        f"imports (torch, fastai, reference) and Python start: {total - checks_sum:.2f} s "
-        f"(checks module import {t_import - START:.2f} s)"
-    )
-    print(f"total wall in one process: {total:.2f} s (budget {TOTAL_BUDGET_S:g} s)")
-    print(f"slowest exercise: {worst.id} {worst.seconds:.2f} s (budget {EXERCISE_BUDGET_S:g} s)")
-    print(f"slowest rung: {slowest[0]}/{slowest[1]} {slowest[2]:.2f} s")
-    ok = total <= TOTAL_BUDGET_S and worst.seconds <= EXERCISE_BUDGET_S
-    ok &= all(r.status == "passed" for r in results)
-    if args.cli:
-        shakyo = Path(sys.executable).with_name("shakyo")
-        t = time.perf_counter()
-        rc = subprocess.run(
-            [str(shakyo), "check", "--impl", "solutions"], capture_output=True
-        ).returncode
-        wall = time.perf_counter() - t
-        print(
-            f"`shakyo check --impl solutions`: exit {rc}, {wall:.2f} s wall (budget {TOTAL_BUDGET_S:g} s)"
+    trees = [("now", REPO)]
+    worktree = None
+    if args.before:
+        worktree = Path(tempfile.mkdtemp(prefix="shakyo-bench-before-")) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(worktree), args.before],
+            cwd=REPO,
+            check=True,
         )
-        ok &= rc == 0 and wall <= TOTAL_BUDGET_S
-    print("within budget" if ok else "OVER BUDGET or not all passed")
+        trees.insert(0, (f"before ({args.before})", worktree))
+    print(f"load average before: {load()}  ({os.cpu_count()} CPUs)")
+    results = {}
+    try:
+        for _, tree in trees:
+            timed(tree, "check", "rle", "--impl", "solutions")  # warm caches for both alike
+        for label, tree in trees:
+            results[label] = measure(tree, args.saves)
+    finally:
+        if worktree is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO)
+    print(f"load average after:  {load()}")
+    for label, m in results.items():
+        print(f"{label}:")
+        for what, v in m.items():
+            key = what.split()[0]
+            target = TARGETS["single"] if key == "single" and "rle" in what else TARGETS.get(key)
+            print(_row("", what, v, target if label == "now" else None))
+    now = results["now"]
+    if len(results) == 2:
+        before = results[trees[0][0]]
+        print("ratios now / before (wall):")
+        for what in now:
+            print(f"  {what:<18} {now[what][0] / before[what][0]:5.2f}")
+    ok = all(v[2] == 0 for k, v in now.items() if not k.startswith("watch"))
     return 0 if ok else 1
 
 
