@@ -46,8 +46,10 @@ def normalise(typed: str) -> str:
 def numbers(typed: str) -> list[float]:
     """Every number in the text, separators removed, ``%`` divided out."""
     text = _POWER.sub(lambda m: f"e{m.group(1)}", normalise(typed).lower())
-    if re.fullmatch(r"[-+]?\d+,(?:\d{1,2}|\d{4,})", text):  # a decimal comma: 0,5
+    # A decimal comma (0,5 or 0,857), not a thousands separator (1,234).
+    if re.fullmatch(r"[-+]?0,\d+|[-+]?\d+,(?:\d{1,2}|\d{4,})", text):
         text = text.replace(",", ".")
+    text = re.sub(r"(^|[\s(\[])([-+])\s+(?=[\d.])", r"\1\2", text)  # "- 0.5" is -0.5
     out = []
     for tok in _NUMBER.findall(text):
         pct = tok.endswith("%")

@@ -58,6 +58,8 @@ class Attempt:
                 out[k] = v.markdown() if target == "markdown" else v.text()
             elif isinstance(v, dict) and self.lang in v:  # a fact in words: {"en": .., "ja": ..}
                 out[k] = str(v[self.lang])
+            elif k == "url" and target == "markdown":
+                out[k] = f"<{v}>"
             else:
                 out[k] = str(v)
         out["answer"] = self.shown_answer

@@ -29,7 +29,7 @@ LANGS = ("en", "ja")
 COMPUTED_KINDS = ("shapes", "counts", "schedule", "metric", "data")
 KINDS = (*COMPUTED_KINDS, "design", "original")
 ANSWER_TYPES = ("shape", "ints", "int", "float", "choice", "location")
-# `(site: page/#anchor)`, the form the site's `sitegen refs` check resolves.
+# `(site: PAGE/#ANCHOR)`, the form the site's `sitegen refs` check resolves.
 SITE_LINK = re.compile(r"^\(site: ([a-z0-9][a-z0-9/._-]*/)#([A-Za-z0-9_-]+)\)$")
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -152,7 +152,7 @@ def _parse(entry: dict, index: int, path: Path) -> Question:
         raise ConfigError(f"{where}: answer {entry['answer']!r}; one of {', '.join(ANSWER_TYPES)}")
     m = SITE_LINK.match(entry["page"])
     if not m:
-        raise ConfigError(f"{where}: page must read (site: page/#anchor), got {entry['page']!r}")
+        raise ConfigError(f"{where}: page must read (site: PAGE/#ANCHOR), got {entry['page']!r}")
     texts = {lang: _texts(entry, lang, where) for lang in LANGS}
     kind, answer = entry["kind"], entry["answer"]
     options = tuple(_option(o, where) for o in entry.get("option", []))
@@ -182,11 +182,11 @@ def _parse(entry: dict, index: int, path: Path) -> Question:
         if answer != "location" or not 1 <= location.first <= location.last:
             raise ConfigError(f"{where}: answer = 'location' with 1 <= first <= last")
     en, ja = texts["en"], texts["ja"]
+    if "answer" in placeholders(en.text) | placeholders(ja.text):
+        raise ConfigError(f"{where}: the question text must not show {{answer}}")
     for part in ("text", "explain"):
         if placeholders(getattr(en, part)) != placeholders(getattr(ja, part)):
             raise ConfigError(f"{where}: the en and ja {part} use different {{placeholders}}")
-    if "answer" in placeholders(en.text):
-        raise ConfigError(f"{where}: the question text must not show {{answer}}")
     tol = entry.get("tolerance", {})
     if answer == "float" and not (tol.get("rel") or tol.get("abs")):
         raise ConfigError(f"{where}: a float answer needs tolerance = {{rel = ..}} or {{abs = ..}}")
