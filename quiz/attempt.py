@@ -54,10 +54,10 @@ class Attempt:
         vals: dict[str, Any] = {**self.params, **self.facts}
         out = {}
         for k, v in vals.items():
+            if isinstance(v, dict) and self.lang in v:  # a fact in words: {"en": .., "ja": ..}
+                v = v[self.lang]
             if isinstance(v, Table):
                 out[k] = v.markdown() if target == "markdown" else v.text()
-            elif isinstance(v, dict) and self.lang in v:  # a fact in words: {"en": .., "ja": ..}
-                out[k] = str(v[self.lang])
             elif k == "url" and target == "markdown":
                 out[k] = f"<{v}>"
             else:

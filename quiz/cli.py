@@ -19,6 +19,7 @@ import json
 import os
 import random
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from quiz import progress
@@ -167,7 +168,7 @@ def _print(out: TextIO, text: str = "", indent: str = "") -> None:
     out.flush()
 
 
-def ask(a: Attempt, read, out: TextIO) -> str | None:
+def ask(a: Attempt, read: Callable[[], str | None], out: TextIO) -> str | None:
     """Ask one attempt; 'right', 'wrong', 'shown', or None when the learner stops."""
     L = LABELS[a.lang]
     _print(out, a.text())
@@ -206,7 +207,7 @@ def ask(a: Attempt, read, out: TextIO) -> str | None:
     return result
 
 
-def _reader(stream: TextIO, out: TextIO):
+def _reader(stream: TextIO, out: TextIO) -> Callable[[], str | None]:
     def read() -> str | None:
         out.write("> ")
         out.flush()

@@ -60,9 +60,12 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
 
     def text(self, indent: str = "  ") -> str:
-        widths = [max(len(r[i]) for r in self.rows) for i in range(len(self.rows[0]))]
+        from quiz.terminal import width
+
+        widths = [max(width(r[i]) for r in self.rows) for i in range(len(self.rows[0]))]
         return "\n".join(
-            indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in self.rows
+            indent + "  ".join(c + " " * (w - width(c)) for c, w in zip(r, widths)).rstrip()
+            for r in self.rows
         )
 
     def markdown(self) -> str:

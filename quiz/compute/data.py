@@ -19,7 +19,6 @@ import numpy as np
 from quiz.compute import Result
 
 COLOURS = ("R", "G", "B")
-_BOUNDS_NOTE = {"R": "(-4, 2) K", "G": "(-4, 5) K", "B": "(243, 303) K"}
 
 
 def _probe_record(n_frames: int = 8) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -99,6 +98,7 @@ def ash(params: dict, colour: str, byte: bool = False) -> Result:
 
     params: b14 and, as the colour needs, b15 = b14 + d15 and b11 = b14 - d11 (kelvin).
     """
+    from reference.data import ash as ref
     from reference.data.ash import get_false_color, normalize_range, to_uint8
 
     b14 = float(params["b14"])
@@ -111,7 +111,10 @@ def ash(params: dict, colour: str, byte: bool = False) -> Result:
     value = float(get_false_color(record)[0, 0, c])
     # The unclipped value, for the explanation: the same normalisation before the clip.
     raw_in = {"R": b15 - b14, "G": b14 - b11, "B": b14}[colour]
-    bounds = {"R": (-4.0, 2.0), "G": (-4.0, 5.0), "B": (243.0, 303.0)}[colour]
+    # The reference's own bounds (its module constants), so the explanation follows the code.
+    bounds = {"R": ref._TDIFF_BOUNDS, "G": ref._CLOUD_TOP_TDIFF_BOUNDS, "B": ref._T11_BOUNDS}[
+        colour
+    ]
     raw = float(normalize_range(np.float32([raw_in]), bounds)[0])
     facts = {
         "b11": f"{b11:g}",
@@ -120,7 +123,7 @@ def ash(params: dict, colour: str, byte: bool = False) -> Result:
         "raw": f"{raw:.4f}",
         "value": f"{value:.4f}",
         "diff": f"{raw_in:g}",
-        "bounds": _BOUNDS_NOTE[colour],
+        "bounds": f"({bounds[0]:g}, {bounds[1]:g}) K",
         "scaled": f"{255 * value:.2f}",
     }
     if byte:

@@ -12,15 +12,21 @@ import numpy as np
 
 from quiz.compute import Result, Table, fmt_shape
 
+_WORDS = {"en": ("pixel", "image {k}: ", "label"), "ja": ("画素", "画像 {k}: ", "ラベル")}
 
-def pixel_table(images: list[list[tuple[float, int]]]) -> Table:
+
+def pixel_table(images: list[list[tuple[float, int]]]) -> dict[str, Table]:
+    """The table of (p, label) pixels, one per language (its row labels are words)."""
     n = len(images[0])
-    rows = [("pixel", *(str(i) for i in range(1, n + 1)))]
-    for k, img in enumerate(images, 1):
-        tag = f"image {k}: " if len(images) > 1 else ""
-        rows.append((f"{tag}p", *(f"{p:.3f}" for p, _ in img)))
-        rows.append((f"{tag}label", *(str(t) for _, t in img)))
-    return Table(tuple(rows))
+    out = {}
+    for lang, (pixel, image, label) in _WORDS.items():
+        rows = [(pixel, *(str(i) for i in range(1, n + 1)))]
+        for k, img in enumerate(images, 1):
+            tag = image.format(k=k) if len(images) > 1 else ""
+            rows.append((f"{tag}p", *(f"{p:.3f}" for p, _ in img)))
+            rows.append((f"{tag}{label}", *(str(t) for _, t in img)))
+        out[lang] = Table(tuple(rows))
+    return out
 
 
 def _index(thresholds: np.ndarray, th: float) -> int:
