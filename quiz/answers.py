@@ -118,7 +118,7 @@ def judge(q: Question, expected: Any, got: Any) -> Verdict:
             tuple(got) == tuple(expected) if q.answer in ("shape", "ints") else got == expected
         )
     if q.answer == "float":
-        tol = max(q.abs, q.rel * abs(float(expected)))
+        tol = max(q.abs_tol, q.rel_tol * abs(float(expected)))
         return Verdict(abs(float(got) - float(expected)) <= tol)
     if q.answer == "location":
         loc: Location = expected

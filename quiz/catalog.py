@@ -85,8 +85,8 @@ class Question:
     compute: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     draw: dict[str, Any] = field(default_factory=dict)
-    rel: float = 0.0  # float answers: relative tolerance
-    abs: float = 0.0  # float answers: absolute tolerance
+    rel_tol: float = 0.0  # float answers: relative tolerance
+    abs_tol: float = 0.0  # float answers: absolute tolerance
     format: str = ""  # float answers: how the answer is printed (a format spec)
     options: tuple[Option, ...] = ()
     location: Location | None = None
@@ -201,8 +201,8 @@ def _parse(entry: dict, index: int, path: Path) -> Question:
         compute=entry.get("compute", ""),
         args=dict(entry.get("args", {})),
         draw=dict(entry.get("draw", {})),
-        rel=float(tol.get("rel", 0.0)),
-        abs=float(tol.get("abs", 0.0)),
+        rel_tol=float(tol.get("rel", 0.0)),
+        abs_tol=float(tol.get("abs", 0.0)),
         format=entry.get("format", ""),
         options=options,
         location=location,

@@ -122,10 +122,10 @@ def test_a_place_is_right_when_the_file_matches_and_the_lines_lie_inside(got, ri
 
 
 def test_float_tolerance_is_relative_or_absolute():
-    rel = q("float", rel=0.005)
+    rel = q("float", rel_tol=0.005)
     assert judge(rel, 1.428e-4, 1.43e-4).right  # 0.14 % off
     assert not judge(rel, 1.428e-4, 1.45e-4).right  # 1.5 % off
-    absolute = q("float", abs=0.001)
+    absolute = q("float", abs_tol=0.001)
     assert judge(absolute, 0.8571, 0.857).right
     assert not judge(absolute, 0.8571, 0.86).right
 
