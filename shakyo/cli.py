@@ -20,6 +20,7 @@ LEARNER_COMMANDS: dict[str, tuple[str, str]] = {
     "progress": ("checks.cli", "show your progress"),
     "reset": ("checks.cli", "restore the pristine stub of an exercise (or undo a reset)"),
     "solution": ("checks.cli", "show the solution of a passed exercise"),
+    "quiz": ("quiz.cli", "answer questions whose answers are computed from the reference"),
 }
 
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -2,8 +2,9 @@
 
 build           docs/ + the code -> build/site-src/ -> site/ (mkdocs --strict, link check)
 nav [--check]   write (or compare) mkdocs.yml's exercise navigation from the catalog
-translations    list stale Japanese pages and exercise texts (exit 1 if any)
-    --stamp FILE    after re-reading a translation: stamp x.ja.md (or catalog.ja.toml)
+translations    list stale Japanese pages, exercise texts and quiz questions (exit 1 if any)
+    --stamp FILE    after re-reading a translation: stamp x.ja.md, catalog.ja.toml or
+                    quiz/questions.toml (--exercise ID / --question ID: only that one)
 refs            check that every `(site: page/#anchor)` in the code lands in site/
 serve [--port]  serve site/ on 127.0.0.1 (build it first)
 """
@@ -24,8 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     nav = sub.add_parser("nav", help="write mkdocs.yml's exercise navigation from the catalog")
     nav.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
     tr = sub.add_parser("translations", help="list stale Japanese pages")
-    tr.add_argument("--stamp", type=Path, help="stamp this x.ja.md or catalog.ja.toml as current")
+    tr.add_argument(
+        "--stamp",
+        type=Path,
+        help="stamp this x.ja.md, catalog.ja.toml or questions.toml as current",
+    )
     tr.add_argument("--exercise", help="with --stamp catalog.ja.toml: only this exercise")
+    tr.add_argument("--question", help="with --stamp quiz/questions.toml: only this question")
     sub.add_parser("refs", help="check `(site: ...)` references against site/")
     serve = sub.add_parser("serve", help="serve site/ on 127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -70,18 +76,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _translations(args) -> int:
     from checks.catalog import load_catalog
+    from quiz import catalog as quiz_catalog
+    from reference.errors import ConfigError
     from sitegen import exercises, translations
 
     if args.stamp is not None:
         path = args.stamp.resolve()
-        if path.name == exercises.JA_CATALOG.name:
+        if path == quiz_catalog.QUESTIONS_PATH:
+            try:
+                n = quiz_catalog.stamp(path, args.question)
+            except ConfigError as e:
+                raise SiteError(str(e)) from None
+            print(f"{args.stamp}: stamped {n} questions")
+        elif path.name == exercises.JA_CATALOG.name:
             n = translations.stamp_catalog(path, args.exercise)
             print(f"{args.stamp}: stamped {n} exercises")
         else:
             print(f"{args.stamp}: translation_of {translations.stamp(path)}")
         return 0
-    stale = translations.stale_pages() + exercises.stale_translations(
-        load_catalog(), exercises.load_translations()
+    stale = (
+        translations.stale_pages()
+        + exercises.stale_translations(load_catalog(), exercises.load_translations())
+        + quiz_catalog.stale_translations(quiz_catalog.load_questions())
     )
     for line in stale:
         print(line)

@@ -49,7 +49,7 @@ class Context:
 
 
 def _fragments() -> dict[str, Callable[[Context, str, str], str]]:
-    from sitegen import figures, refpages, trace
+    from sitegen import figures, quiz, refpages, trace
 
     return {
         "exercise-table": refpages.exercise_table,
@@ -65,6 +65,8 @@ def _fragments() -> dict[str, Callable[[Context, str, str], str]]:
         "fig-trust-ratio": figures.trust_ratio,
         "fig-half-pixel": figures.half_pixel,
         "param-table": trace.params_table,
+        "quiz": quiz.quiz_page,
+        "quiz-counts": quiz.question_counts,
     }
 
 

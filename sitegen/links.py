@@ -27,7 +27,7 @@ LOADING = {
 # The plain-text form that stubs, hints, check messages and docstrings use to point at the
 # site: `(site: facts/model/#blocks)`, or `site: page/#anchor` inside a longer parenthesis.
 SITE_REF = re.compile(r"\bsite: ([a-z0-9][a-z0-9/._-]*/)(?:#([A-Za-z0-9_-]+))?")
-REF_DIRS = ("exercises", "solutions", "checks", "reference", "benchmarks", "README.md")
+REF_DIRS = ("exercises", "solutions", "checks", "reference", "benchmarks", "quiz", "README.md")
 
 
 class _Page(HTMLParser):
