@@ -107,7 +107,7 @@ CASES = [
     ),
     Case(
         "re-exports-the-reference-object",
-        "import gc as _gc\ndef _theirs(o):\n    try:\n"
+        "import gc as _gc\n_gc.unfreeze()\ndef _theirs(o):\n    try:\n"
         "        return (o.__name__, o.__module__) == "
         "('rle_encode_less_memory', 'reference.submission')\n"
         "    except Exception:\n        return False\n"
