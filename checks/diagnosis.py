@@ -17,8 +17,10 @@ then names both. A mutant linked to a catalog ``differs`` entry is the
 published code's own behaviour: the message then says what the original does,
 why the kit differs and where to read more.
 
-Recordings are cached in the process (keyed by mutant and rung): the solutions
-and the checks do not change while it runs.
+Recordings are cached in the process (keyed by mutant and rung) and on disk, under
+the state folder (``.shakyo/cache/diagnosis``, keyed also by a hash of ``checks/``,
+``reference/`` and ``solutions/`` and the library versions): a learner who fails the
+same model check again waits for the mutant replays only once.
 """
 
 from __future__ import annotations
@@ -38,8 +40,68 @@ def record_mutant(m, ex: Exercise, rung: str, limits) -> list[Observation] | Non
     the mutant no longer applies to the solutions)."""
     key = (m.label, rung)
     if key not in _CACHE:
-        _CACHE[key] = _record(m, ex, rung, limits)
+        path = _disk_path(m.label, rung)
+        cached = _load(path)
+        if cached is None:
+            cached = _record(m, ex, rung, limits)
+            _store(path, cached)
+        _CACHE[key] = cached[1] if isinstance(cached, tuple) else cached
     return _CACHE[key]
+
+
+_PROJECT_KEY: list[str] = []  # computed once per process
+
+
+def _disk_path(label: str, rung: str) -> Path:
+    import hashlib
+    import sys
+
+    import numpy
+    import torch
+
+    from checks.progress import state_dir
+    from checks.runner import project_digest
+
+    if not _PROJECT_KEY:
+        files = "".join(f"{k}={v}\n" for k, v in sorted(project_digest().items()))
+        versions = f"{sys.version}|{torch.__version__}|{numpy.__version__}"
+        _PROJECT_KEY.append(hashlib.sha1((files + versions).encode()).hexdigest()[:16])
+    name = hashlib.sha1(f"{label}|{rung}".encode()).hexdigest()[:16]
+    return state_dir() / "cache" / "diagnosis" / _PROJECT_KEY[0] / f"{name}.bin"
+
+
+def _load(path: Path) -> tuple | None:
+    """("cached", observations or None) from the disk cache; None when absent or unreadable."""
+    from checks import wire
+
+    try:
+        data = wire.loads(path.read_bytes())
+        if data is None:
+            return ("cached", None)
+        return (
+            "cached",
+            [Observation(tuple(k), p, kind, wire.decode(v), t) for k, p, kind, v, t in data],
+        )
+    except Exception:  # noqa: BLE001 - a missing or damaged entry is recomputed
+        return None
+
+
+def _store(path: Path, observations: list[Observation] | None) -> None:
+    """Write an entry atomically; a cache that cannot be written is skipped."""
+    import os
+
+    from checks import wire
+
+    data = None
+    if observations is not None:
+        data = [(o.key, o.passed, o.kind, wire.encode(o.value), o.tol) for o in observations]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        tmp.write_bytes(wire.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _record(m, ex: Exercise, rung: str, limits) -> list[Observation] | None:

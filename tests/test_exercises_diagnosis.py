@@ -52,3 +52,38 @@ def test_the_variants_name_real_mutants():
 def test_a_passing_check_names_no_mistake():
     r = run_check("layer-norm-2d", "solutions")
     assert r.status == "passed" and r.message == ""
+
+
+def test_mutant_recordings_are_cached_on_disk_and_a_damaged_entry_is_recomputed(
+    tmp_path, monkeypatch
+):
+    from checks import diagnosis
+    from checks.catalog import get_exercise
+
+    monkeypatch.setenv("SHAKYO_STATE_DIR", str(tmp_path / "state"))
+    replays = []
+    real = diagnosis._record
+    monkeypatch.setattr(diagnosis, "_record", lambda *a: replays.append(a[0].label) or real(*a))
+    m = next(m for m in load_mutants() if m.label == "rle/row-major")
+    ex = get_exercise("rle")
+    run_check(ex, SOLUTIONS_DIR)  # imports the check and the reference, as a check does
+    from checks.runner import memory_mb
+    from checks.sandbox import Limits
+
+    limits = Limits(seconds=60, memory_mb=memory_mb())
+
+    def record():
+        diagnosis.clear_cache()
+        return diagnosis.record_mutant(m, ex, m.expected_rung, limits)
+
+    first = record()
+    assert replays == ["rle/row-major"] and first and not all(o.passed for o in first)
+    (entry,) = (tmp_path / "state" / "cache" / "diagnosis").rglob("*.bin")
+    again = record()
+    assert replays == ["rle/row-major"]  # read from disk, not replayed
+    assert [(o.key, o.passed, o.value) for o in again] == [
+        (o.key, o.passed, o.value) for o in first
+    ]
+    entry.write_bytes(b"\x80not a cache entry")
+    assert [o.key for o in record()] == [o.key for o in first]
+    assert replays == ["rle/row-major"] * 2  # the damaged entry was recomputed
