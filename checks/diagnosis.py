@@ -29,24 +29,38 @@ import tempfile
 from pathlib import Path
 
 from checks.catalog import SOLUTIONS_DIR, Exercise
-from checks.observe import Observation, same_digest
-from checks.tolerances import tolerance
+from checks.observe import Observation, same_observation
 
 _CACHE: dict[tuple[str, str], list[Observation] | None] = {}
 
 
-def record_mutant(m, ex: Exercise, rung: str, limits) -> list[Observation] | None:
+def record_mutant(
+    m, ex: Exercise, rung: str, limits, expect: list[Observation] | None = None
+) -> list[Observation] | None:
     """The observations of mutant ``m`` replayed in recording mode up to ``rung`` (None if
-    the mutant no longer applies to the solutions)."""
+    the mutant no longer applies to the solutions). With ``expect`` (the learner's
+    observations), a replay that parts from them stops there: the shorter recording
+    cannot match. Such a partial recording is cached too: it rules the mutant out for
+    any later learner whose observations also part from it."""
     key = (m.label, rung)
-    if key not in _CACHE:
-        path = _disk_path(m.label, rung)
-        cached = _load(path)
-        if cached is None:
-            cached = _record(m, ex, rung, limits)
-            _store(path, cached)
-        _CACHE[key] = cached[1] if isinstance(cached, tuple) else cached
-    return _CACHE[key]
+    path = _disk_path(m.label, rung)
+    entry = _CACHE.get(key) or _load(path)
+    if entry is not None:
+        complete, observations = entry
+        if complete or (expect is not None and _rules_out(observations, expect)):
+            _CACHE[key] = entry
+            return observations
+    observations, complete = _record(m, ex, rung, limits, expect)
+    _CACHE[key] = (complete, observations)
+    _store(path, complete, observations)
+    return observations
+
+
+def _rules_out(partial: list[Observation], learner: list[Observation]) -> bool:
+    """Does a partial recording part from ``learner`` somewhere (so it cannot match)?"""
+    return any(
+        i >= len(learner) or not same_observation(learner[i], o) for i, o in enumerate(partial)
+    )
 
 
 _PROJECT_KEY: list[str] = []  # computed once per process
@@ -66,27 +80,40 @@ def _disk_path(label: str, rung: str) -> Path:
         files = "".join(f"{k}={v}\n" for k, v in sorted(project_digest().items()))
         versions = f"{sys.version}|{torch.__version__}|{numpy.__version__}"
         _PROJECT_KEY.append(hashlib.sha1((files + versions).encode()).hexdigest()[:16])
+        _sweep(state_dir() / "cache" / "diagnosis", keep=_PROJECT_KEY[0])
     name = hashlib.sha1(f"{label}|{rung}".encode()).hexdigest()[:16]
     return state_dir() / "cache" / "diagnosis" / _PROJECT_KEY[0] / f"{name}.bin"
 
 
-def _load(path: Path) -> tuple | None:
-    """("cached", observations or None) from the disk cache; None when absent or unreadable."""
+def _sweep(root: Path, keep: str) -> None:
+    """Entries of other versions of the project are of no more use: removed."""
+    import shutil
+
+    try:
+        for d in root.iterdir():
+            if d.is_dir() and d.name != keep:
+                shutil.rmtree(d, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def _load(path: Path) -> tuple[bool, list[Observation] | None] | None:
+    """(complete, observations) from the disk cache; None when absent or unreadable."""
     from checks import wire
 
     try:
-        data = wire.loads(path.read_bytes())
+        complete, data = wire.loads(path.read_bytes())
         if data is None:
-            return ("cached", None)
+            return (bool(complete), None)
         return (
-            "cached",
+            bool(complete),
             [Observation(tuple(k), p, kind, wire.decode(v), t) for k, p, kind, v, t in data],
         )
     except Exception:  # noqa: BLE001 - a missing or damaged entry is recomputed
         return None
 
 
-def _store(path: Path, observations: list[Observation] | None) -> None:
+def _store(path: Path, complete: bool, observations: list[Observation] | None) -> None:
     """Write an entry atomically; a cache that cannot be written is skipped."""
     import os
 
@@ -98,13 +125,14 @@ def _store(path: Path, observations: list[Observation] | None) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_bytes(wire.dumps(data))
+        tmp.write_bytes(wire.dumps((complete, data)))
         os.replace(tmp, path)
     except OSError:
         pass
 
 
-def _record(m, ex: Exercise, rung: str, limits) -> list[Observation] | None:
+def _record(m, ex: Exercise, rung: str, limits, expect) -> tuple[list | None, bool]:
+    """(observations or None, whether the recording is complete)."""
     from checks.mutants import apply_mutant
     from checks.runner import lockstep
     from reference.errors import ConfigError
@@ -114,24 +142,16 @@ def _record(m, ex: Exercise, rung: str, limits) -> list[Observation] | None:
         try:
             apply_mutant(m, SOLUTIONS_DIR, dst)
         except ConfigError:
-            return None
-        return lockstep(ex, dst, limits, record=rung).ladder.observations
-
-
-def _same(a: Observation, b: Observation) -> bool:
-    if a.key != b.key or a.passed != b.passed or a.kind != b.kind:
-        return False
-    if a.passed:
-        return True
-    tol = tolerance(a.tol) if a.kind == "value" else None
-    return same_digest(a.value, b.value, tol)
+            return None, True
+        ladder = lockstep(ex, dst, limits, record=rung, expect=expect).ladder
+        return ladder.observations, not ladder.mismatched
 
 
 def matches(learner: list[Observation], mutant: list[Observation] | None) -> bool:
     """True when the recorded runs agree observation by observation (see above)."""
     if not mutant or all(o.passed for o in learner) or len(learner) != len(mutant):
         return False
-    return all(_same(a, b) for a, b in zip(learner, mutant))
+    return all(same_observation(a, b) for a, b in zip(learner, mutant))
 
 
 def known_mistakes(ex: Exercise, rung: str, learner: list[Observation], limits) -> list:
@@ -141,7 +161,7 @@ def known_mistakes(ex: Exercise, rung: str, learner: list[Observation], limits) 
     if all(o.passed for o in learner):
         return []
     candidates = [m for m in load_mutants() if m.exercise == ex.id and m.expected_rung == rung]
-    return [m for m in candidates if matches(learner, record_mutant(m, ex, rung, limits))]
+    return [m for m in candidates if matches(learner, record_mutant(m, ex, rung, limits, learner))]
 
 
 def explain(ex: Exercise, found: list) -> str:

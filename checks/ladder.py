@@ -49,6 +49,7 @@ from checks.observe import (
     compare_arrays,
     describe,
     digest,
+    same_observation,
     short,
     snapshot,
 )
@@ -76,6 +77,10 @@ class CheckFailed(Exception):
 
 class RecordingDone(BaseException):
     """Ends a recording run after its rung (BaseException: learner code cannot catch it)."""
+
+
+class Mismatch(RecordingDone):
+    """Ends a recording run at its first observation that differs from ``Ladder.expect``."""
 
 
 class LearnerStop(BaseException):
@@ -137,11 +142,14 @@ class Ladder:
         channel: Any = None,
         divergence_at: tuple[str, int] | None = None,
         impl_dir: Any = None,
+        expect: list[Observation] | None = None,
     ) -> None:
         """``record``: None to grade (the first wrong answer raises CheckFailed), or a rung:
         record every comparison without raising and stop (RecordingDone) after that rung.
         ``side``/``channel``: see the module docstring. ``divergence_at``: in a replay, the
-        model comparison (what, occurrence) whose activations both sides record and compare."""
+        model comparison (what, occurrence) whose activations both sides record and compare.
+        ``expect``: when recording, stop (:class:`Mismatch`) at the first observation that
+        differs from these (a known mistake that cannot match need not be replayed further)."""
         if side not in SIDES:
             raise ValueError(f"side {side!r}; one of {SIDES}")
         self.exercise = exercise
@@ -158,6 +166,8 @@ class Ladder:
         self.channel = channel
         self.notes: list[str] = []  # said with the result, passed or not
         self.observations: list[Observation] = []
+        self.expect = expect
+        self.mismatched = False  # a recording stopped by ``expect``
         self._counts: dict[tuple[str, str], int] = {}
         self._seq = 0
         self._given: dict[Any, Any] = {}  # keyed gives, on both sides
@@ -184,7 +194,16 @@ class Ladder:
             return
         value = None if passed else digest(got)
         kind = "exact" if tol is None else "value"
-        self.observations.append(Observation(self._key(what), passed, kind, value, tol or "exact"))
+        self._add(Observation(self._key(what), passed, kind, value, tol or "exact"))
+
+    def _add(self, o: Observation) -> None:
+        self.observations.append(o)
+        if self.expect is None or self.record is None:
+            return
+        i = len(self.observations) - 1
+        if i >= len(self.expect) or not same_observation(self.expect[i], o):
+            self.mismatched = True
+            raise Mismatch()
 
     def _verdict(self, passed: bool, message: Callable[[], str]) -> None:
         """After an observation: raise when grading and it failed (recording goes on)."""
@@ -222,7 +241,7 @@ class Ladder:
         if not self.grader:
             raise LearnerStop()
         if not self.observations or self.observations[-1].passed:
-            self.observations.append(
+            self._add(
                 Observation(
                     self._key("fail: " + message.split("\n")[0]),
                     False,
@@ -284,9 +303,7 @@ class Ladder:
 
     def _raised(self, what: str, kind: str, text: str, trace: str) -> None:
         body = re.sub(r"0x[0-9a-f]+", "0x...", f"{kind}: {text}")
-        self.observations.append(
-            Observation(self._key(f"raised: {what}"), False, "message", ("plain", body))
-        )
+        self._add(Observation(self._key(f"raised: {what}"), False, "message", ("plain", body)))
         self.calling = None
         raise CheckFailed(self.current or "import", f"called:   {what}\n  it raised:\n{trace}")
 

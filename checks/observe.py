@@ -66,6 +66,19 @@ def same_digest(a: Any, b: Any, tol: Tolerance | None) -> bool:
     return bool(torch.isclose(a[2], b[2], rtol=tol.rtol, atol=tol.atol, equal_nan=True).all())
 
 
+def same_observation(a: Observation, b: Observation) -> bool:
+    """The same comparison with the same outcome (and, failed, the same answer within its
+    tolerance row; exactly for shapes, types, texts and exceptions)."""
+    from checks.tolerances import tolerance
+
+    if a.key != b.key or a.passed != b.passed or a.kind != b.kind:
+        return False
+    if a.passed:
+        return True
+    tol = tolerance(a.tol) if a.kind == "value" else None
+    return same_digest(a.value, b.value, tol)
+
+
 def compare_arrays(got: Any, expected: Any, tol: Tolerance) -> str | None:
     """None when close; else lines: max abs diff with index and values, share of close values."""
     import torch

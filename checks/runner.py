@@ -204,11 +204,15 @@ def lockstep(
     impl_dir: Path,
     limits: Limits,
     record: str | None = None,
-    divergence_at: int | None = None,
+    divergence_at: tuple[str, int] | None = None,
+    expect: list | None = None,
 ) -> Outcome:
-    """Both sides of ``ex``'s check: the learner's in a forked child, the grader's here."""
+    """Both sides of ``ex``'s check: the learner's in a forked child, the grader's here.
+    ``record``, ``divergence_at``, ``expect``: see :class:`checks.ladder.Ladder`."""
     run = start_child(_child(ex, impl_dir, record, divergence_at), limits)
-    g = Ladder(ex, None, record, "grader", run.channel, divergence_at, impl_dir=impl_dir)
+    g = Ladder(
+        ex, None, record, "grader", run.channel, divergence_at, impl_dir=impl_dir, expect=expect
+    )
     try:
         climb(g)
         out = ("passed", g.passed[-1] if g.passed else None, "")

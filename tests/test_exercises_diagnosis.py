@@ -76,8 +76,13 @@ def test_mutant_recordings_are_cached_on_disk_and_a_damaged_entry_is_recomputed(
         diagnosis.clear_cache()
         return diagnosis.record_mutant(m, ex, m.expected_rung, limits)
 
+    stale = tmp_path / "state" / "cache" / "diagnosis" / "0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "entry.bin").write_bytes(b"of an older version of the project")
+    diagnosis._PROJECT_KEY.clear()
     first = record()
     assert replays == ["rle/row-major"] and first and not all(o.passed for o in first)
+    assert not stale.exists()  # entries of other versions are swept
     (entry,) = (tmp_path / "state" / "cache" / "diagnosis").rglob("*.bin")
     again = record()
     assert replays == ["rle/row-major"]  # read from disk, not replayed
