@@ -21,6 +21,7 @@ LEARNER_COMMANDS: dict[str, tuple[str, str]] = {
     "reset": ("checks.cli", "restore the pristine stub of an exercise (or undo a reset)"),
     "solution": ("checks.cli", "show the solution of a passed exercise"),
     "quiz": ("quiz.cli", "answer questions whose answers are computed from the reference"),
+    "course": ("course.build", "build the nbgrader course (instructors)"),
 }
 
 COMMANDS: dict[str, tuple[str, str]] = {

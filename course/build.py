@@ -1,0 +1,117 @@
+"""``shakyo course build [--out DIR] [--only SLUG ...]``: write the nbgrader course.
+
+DIR gets ``nbgrader_config.py`` and ``source/<assignment>/<notebook>.ipynb``; nothing
+else in DIR is touched (the gradebook, release/, submitted/ ... of a running course
+stay). The new ``source/`` is written beside the old one and swapped in by a rename.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from course.chapters import QUIZ, notebooks
+from course.kernel import CODE_STUB
+from course.notebooks import new_notebook, notebook_cells
+from reference.errors import ConfigError
+from reference.utils import atomic_write_text
+
+MARK = "# written by `shakyo course build`"
+CELL_TIMEOUT = 180  # s per cell: a failing check also runs its diagnosis
+
+CONFIG = f'''{MARK}; rebuilt on every build: put your own settings in
+# nbgrader_config.local.py beside it (loaded last, so it wins).
+import os
+
+c = get_config()  # noqa: F821 - nbgrader's config loader defines it
+c.CourseDirectory.course_id = "shakyo-coat-ulstm"
+c.ClearSolutions.code_stub = {{"python": {CODE_STUB!r}}}
+# A cell may wait for a check and its diagnosis; a kernel that hangs is interrupted.
+c.Execute.timeout = {CELL_TIMEOUT}
+# Minimal tracebacks: an error in a graded cell shows its message, not the hidden code.
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--InteractiveShell.xmode=Minimal"]
+# The feedback HTML never shows the hidden half of a graded cell.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+_local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nbgrader_config.local.py")
+if os.path.exists(_local):
+    load_subconfig(_local)  # noqa: F821
+'''
+
+
+def quiz_cells(lang: str = "en", topic: str | None = None) -> list:
+    from quiz.notebook import question_cells
+
+    intro = nbformat.v4.new_markdown_cell(
+        "# Quiz (optional, not graded)\n\nEach question's numbers come from the reference. "
+        "Assign your answer to `answer` (as you would type it in `shakyo quiz`) and run the "
+        "cell below it: it says whether you are right and why. Nothing here is graded: the "
+        "check shows the answer, so it is for practice only."
+    )
+    intro["id"] = "quiz-intro"
+    cells = [intro]
+    for k, c in enumerate(question_cells(topic, lang)):
+        cell = nbformat.from_dict(c)
+        cell["id"] = f"quiz-{k}"
+        cells.append(cell)
+    return cells
+
+
+def build_course(out: Path, only: list[str] | None = None, quiz_topic: str | None = None) -> list[Path]:
+    """Write the course into ``out``; the notebooks written (paths inside ``out``)."""
+    out = Path(out)
+    config = out / "nbgrader_config.py"
+    if config.exists() and MARK not in config.read_text(encoding="utf-8"):
+        raise ConfigError(
+            f"{config}: not written by `shakyo course build`; choose another --out"
+        )
+    chosen = notebooks(only)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".source-", dir=out))
+    written = []
+    try:
+        for nb in chosen:
+            path = tmp / nb.chapter.slug / f"{nb.name}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(new_notebook(notebook_cells(nb)), path)
+            written.append(Path("source") / nb.chapter.slug / path.name)
+        if only is None or QUIZ.slug in only:
+            path = tmp / QUIZ.slug / "quiz.ipynb"
+            path.parent.mkdir(parents=True)
+            nbformat.write(new_notebook(quiz_cells(topic=quiz_topic)), path)
+            written.append(Path("source") / QUIZ.slug / path.name)
+        old = out / "source"
+        if old.exists():
+            old.rename(tmp.with_name(tmp.name + "-old"))
+        tmp.rename(old)
+        shutil.rmtree(tmp.with_name(tmp.name + "-old"), ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_text(config, CONFIG)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("build", help="write nbgrader_config.py and source/ into DIR")
+    b.add_argument("--out", default="build/course", help="the course folder (default build/course)")
+    b.add_argument(
+        "--only", nargs="+", metavar="ASSIGNMENT", help="build only these assignments (e.g. 01-data)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    written = build_course(Path(args.out), args.only)
+    assignments = sorted({p.parts[1] for p in written})
+    print(f"wrote {len(written)} notebook(s) in {len(assignments)} assignment(s) to {args.out}/source")
+    for p in written:
+        print(f"  {p}")
+    print(f"next: cd {args.out} && nbgrader generate_assignment {assignments[0]} --force")
+    return 0
