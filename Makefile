@@ -10,7 +10,7 @@ DEMO_OUT ?= demo_out
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,cloud,docs]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.[dev,cloud,docs,course]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 demo: $(STAMP)

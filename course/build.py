@@ -23,7 +23,7 @@ from reference.utils import atomic_write_text
 MARK = "# written by `shakyo course build`"
 CELL_TIMEOUT = 180  # s per cell: a failing check also runs its diagnosis
 
-CONFIG = f'''{MARK}; rebuilt on every build: put your own settings in
+CONFIG = f"""{MARK}; rebuilt on every build: put your own settings in
 # nbgrader_config.local.py beside it (loaded last, so it wins).
 import os
 
@@ -43,35 +43,42 @@ c.GenerateFeedback.preprocessors = [
 _local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nbgrader_config.local.py")
 if os.path.exists(_local):
     load_subconfig(_local)  # noqa: F821
-'''
+"""
 
 
-def quiz_cells(lang: str = "en", topic: str | None = None) -> list:
+def quiz_kinds() -> list[str]:
+    """The quiz's kinds that hold questions: one notebook each, in the catalog's order."""
+    from quiz.catalog import KINDS, load_questions
+
+    held = {q.kind for q in load_questions()}
+    return [k for k in KINDS if k in held]
+
+
+def quiz_cells(kind: str, lang: str = "en") -> list:
+    """The questions of one kind (quiz/notebook.py makes the cells; none is graded)."""
     from quiz.notebook import question_cells
 
     intro = nbformat.v4.new_markdown_cell(
-        "# Quiz (optional, not graded)\n\nEach question's numbers come from the reference. "
+        f"# Quiz: {kind} (optional, not graded)\n\nEach question's numbers come from the reference. "
         "Assign your answer to `answer` (as you would type it in `shakyo quiz`) and run the "
         "cell below it: it says whether you are right and why. Nothing here is graded: the "
         "check shows the answer, so it is for practice only."
     )
     intro["id"] = "quiz-intro"
     cells = [intro]
-    for k, c in enumerate(question_cells(topic, lang)):
+    for k, c in enumerate(question_cells(kind, lang)):
         cell = nbformat.from_dict(c)
         cell["id"] = f"quiz-{k}"
         cells.append(cell)
     return cells
 
 
-def build_course(out: Path, only: list[str] | None = None, quiz_topic: str | None = None) -> list[Path]:
+def build_course(out: Path, only: list[str] | None = None) -> list[Path]:
     """Write the course into ``out``; the notebooks written (paths inside ``out``)."""
     out = Path(out)
     config = out / "nbgrader_config.py"
     if config.exists() and MARK not in config.read_text(encoding="utf-8"):
-        raise ConfigError(
-            f"{config}: not written by `shakyo course build`; choose another --out"
-        )
+        raise ConfigError(f"{config}: not written by `shakyo course build`; choose another --out")
     chosen = notebooks(only)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".source-", dir=out))
@@ -83,10 +90,11 @@ def build_course(out: Path, only: list[str] | None = None, quiz_topic: str | Non
             nbformat.write(new_notebook(notebook_cells(nb)), path)
             written.append(Path("source") / nb.chapter.slug / path.name)
         if only is None or QUIZ.slug in only:
-            path = tmp / QUIZ.slug / "quiz.ipynb"
-            path.parent.mkdir(parents=True)
-            nbformat.write(new_notebook(quiz_cells(topic=quiz_topic)), path)
-            written.append(Path("source") / QUIZ.slug / path.name)
+            (tmp / QUIZ.slug).mkdir()
+            for kind in quiz_kinds():
+                path = tmp / QUIZ.slug / f"quiz-{kind}.ipynb"
+                nbformat.write(new_notebook(quiz_cells(kind)), path)
+                written.append(Path("source") / QUIZ.slug / path.name)
         old = out / "source"
         if old.exists():
             old.rename(tmp.with_name(tmp.name + "-old"))
@@ -103,14 +111,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="write nbgrader_config.py and source/ into DIR")
     b.add_argument("--out", default="build/course", help="the course folder (default build/course)")
     b.add_argument(
-        "--only", nargs="+", metavar="ASSIGNMENT", help="build only these assignments (e.g. 01-data)"
+        "--only",
+        nargs="+",
+        metavar="ASSIGNMENT",
+        help="build only these assignments (e.g. 01-data)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import nbgrader  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(
+            "the course needs nbgrader: pip install -e '.[course]' (make .venv/.installed does)"
+        ) from e
     written = build_course(Path(args.out), args.only)
     assignments = sorted({p.parts[1] for p in written})
-    print(f"wrote {len(written)} notebook(s) in {len(assignments)} assignment(s) to {args.out}/source")
+    print(
+        f"wrote {len(written)} notebook(s) in {len(assignments)} assignment(s) to {args.out}/source"
+    )
     for p in written:
         print(f"  {p}")
     print(f"next: cd {args.out} && nbgrader generate_assignment {assignments[0]} --force")

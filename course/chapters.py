@@ -62,7 +62,9 @@ def notebooks(only: list[str] | None = None) -> list[Notebook]:
     known = [c.slug for c in CHAPTERS]
     for slug in only or ():
         if slug not in known and slug != QUIZ.slug:
-            raise ConfigError(f"unknown assignment `{slug}`; assignments are {', '.join(known)}, {QUIZ.slug}")
+            raise ConfigError(
+                f"unknown assignment `{slug}`; assignments are {', '.join(known)}, {QUIZ.slug}"
+            )
     by_file: dict[str, list[Exercise]] = {}
     for ex in load_catalog():
         chapter_of(ex.file)  # every file of the catalog has a chapter, available or not

@@ -70,7 +70,9 @@ class Notebook:
         return "".join(out)
 
     def missing(self, exercise_id: str) -> list[int]:
-        return [k for k, r in enumerate(self.regions) if r.id == exercise_id and k not in self.answers]
+        return [
+            k for k, r in enumerate(self.regions) if r.id == exercise_id and k not in self.answers
+        ]
 
     @contextlib.contextmanager
     def impl(self) -> Iterator[Path]:

@@ -103,7 +103,9 @@ def notebook_cells(nb: Notebook) -> list[nbformat.NotebookNode]:
     cells = [
         _markdown(f"intro-{stem}", _intro(nb)),
         _code(
-            f"setup-{stem}", f'from course.kernel import start\n\nnb = start("{nb.file}")', locked=True
+            f"setup-{stem}",
+            f'from course.kernel import start\n\nnb = start("{nb.file}")',
+            locked=True,
         ),
     ]
     pos = 0
@@ -114,7 +116,9 @@ def notebook_cells(nb: Notebook) -> list[nbformat.NotebookNode]:
             cells.append(_markdown(f"about-{r.id}", exercise_markdown(ex)))
         if given:
             cells.append(_code(f"given-{stem}-{k}", f"%%given\n{given}", locked=True))
-        body = _trim([ln[len(r.indent) :] if ln.startswith(r.indent) else ln for ln in r.body(lines)])
+        body = _trim(
+            [ln[len(r.indent) :] if ln.startswith(r.indent) else ln for ln in r.body(lines)]
+        )
         answer = (
             f"%%answer {r.id} {k}\n# the body of {r.qualname}\n"
             f"### BEGIN SOLUTION\n{body}\n### END SOLUTION"

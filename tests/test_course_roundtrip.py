@@ -14,9 +14,9 @@ The students of 01-data (ash-false-color: 1 point, tile-layout: 2 points):
 from __future__ import annotations
 
 import csv
-import re
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,7 +97,13 @@ def round_trip(tmp_path_factory):
     for name, how in students.items():
         work = root / name
         (work / ASSIGNMENT).mkdir(parents=True)
-        fill(fetched, work / ASSIGNMENT / "data.ipynb", source, how.get("mutate"), how.get("hang", False))
+        fill(
+            fetched,
+            work / ASSIGNMENT / "data.ipynb",
+            source,
+            how.get("mutate"),
+            how.get("hang", False),
+        )
         nbgrader(work, "submit", ASSIGNMENT, f"--student={name}", *flags)
     nbgrader(course, "collect", ASSIGNMENT, "--update")
     graded = nbgrader(course, "autograde", ASSIGNMENT, "--force", ok=False)
@@ -105,7 +111,9 @@ def round_trip(tmp_path_factory):
     nbgrader(course, "export")
     with open(course / "grades.csv", newline="") as f:
         grades = {row["student_id"]: row for row in csv.DictReader(f)}
-    feedback = {s: (course / "feedback" / s / ASSIGNMENT / "data.html").read_text() for s in students}
+    feedback = {
+        s: (course / "feedback" / s / ASSIGNMENT / "data.html").read_text() for s in students
+    }
     return {"grades": grades, "feedback": feedback, "autograde": graded, "validated": validated,
             "seconds": time.perf_counter() - start, "course": course}  # fmt: skip
 
