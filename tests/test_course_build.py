@@ -160,3 +160,21 @@ def test_quiz_notebook_runs_and_judges_each_question(course):
     assert all(out_text(c).startswith("✗ ") for c in checks)  # `answer = None` is wrong
     graded = [c for c in ran.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert graded == []  # the quiz is never graded
+
+
+def test_instructors_page_tables_the_built_assignments():
+    """The site's table is checked against the build (the catalog stays the one list)."""
+    rows = {}
+    for lang in ("index.md", "index.ja.md"):
+        text = (Path(__file__).parent.parent / "docs" / "instructors" / lang).read_text()
+        for line in text.splitlines():
+            cols = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("| `0") and not cols[0].startswith(f"`{QUIZ.slug}"):
+                rows.setdefault(lang, {})[cols[0].strip("`")] = cols[2].split(", ")
+    expected: dict[str, list[str]] = {}
+    for nb in notebooks():
+        expected.setdefault(nb.chapter.slug, []).extend(e.id for e in nb.exercises)
+    assert rows == {"index.md": expected, "index.ja.md": expected}
+    total = sum(e.difficulty for e in load_catalog() if e.available)
+    en = (Path(__file__).parent.parent / "docs" / "instructors" / "index.md").read_text()
+    assert f"(the course totals {total})" in " ".join(en.split())
