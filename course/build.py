@@ -40,6 +40,10 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# Exams: uncomment (or set in nbgrader_config.local.py) so that the grading kernel runs
+# no code of the student's: added code cells become raw cells, and each answer cell
+# keeps its %%answer line (course/sanitize.py).
+# c.Autograde.sanitize_preprocessors.append("course.sanitize.AnswersOnly")
 _local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nbgrader_config.local.py")
 if os.path.exists(_local):
     load_subconfig(_local)  # noqa: F821

@@ -194,3 +194,27 @@ def test_no_stray_gradebook_outside_the_course(round_trip):
     assert (course / "gradebook.db").is_file()
     assert not (course.parent / "students" / "gradebook.db").exists()
     shutil.rmtree(course / "autograded", ignore_errors=True)
+
+
+def test_answers_only_leaves_the_kernel_no_student_code(round_trip):
+    """course.sanitize.AnswersOnly on a cheat: a patch of nb.grade, an answer run as Python."""
+    from nbgrader.preprocessors import NbGraderPreprocessor  # noqa: F401 - nbgrader installed
+
+    from course.sanitize import NOT_RUN, AnswersOnly
+
+    course = round_trip["course"]
+    nb = nbformat.read(course / "release" / ASSIGNMENT / "data.ipynb", 4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("nb.grade = lambda exercise_id: None"))
+    answer = next(c for c in nb.cells if c.get("id") == "answer-tile-layout-2")
+    answer.source = "import os\nos.system('echo pwned')"  # the %%answer line removed
+    resources = {"nbgrader": {"notebook": "data", "assignment": ASSIGNMENT,
+                              "db_url": f"sqlite:///{course / 'gradebook.db'}"}}  # fmt: skip
+    out, _ = AnswersOnly().preprocess(nb, resources)
+    added = out.cells[2]
+    assert (
+        added.cell_type == "raw" and added.source == NOT_RUN + "nb.grade = lambda exercise_id: None"
+    )
+    answer = next(c for c in out.cells if c.get("id") == "answer-tile-layout-2")
+    assert answer.source == "%%answer tile-layout 2\nimport os\nos.system('echo pwned')"
+    code = [c for c in out.cells if c.cell_type == "code"]
+    assert all(c.metadata.get("nbgrader", {}).get("grade_id") for c in code)
