@@ -100,16 +100,8 @@ class Notebook:
         from shakyo.cli import main
 
         self._note_missing(exercise_id)
-        with self.impl() as folder, tempfile.TemporaryDirectory() as state:
-            old = os.environ.get("SHAKYO_STATE_DIR")
-            os.environ["SHAKYO_STATE_DIR"] = state  # the course keeps no progress file
-            try:
-                main(["check", exercise_id, "--impl", str(folder)])
-            finally:
-                if old is None:
-                    os.environ.pop("SHAKYO_STATE_DIR", None)
-                else:
-                    os.environ["SHAKYO_STATE_DIR"] = old
+        with self.impl() as folder:
+            main(["check", exercise_id, "--impl", str(folder)])
 
     def require_written(self, exercise_id: str) -> None:
         """Raise when the exercise is still a stub (the visible half of a graded cell)."""

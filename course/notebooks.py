@@ -79,8 +79,8 @@ def _intro(nb: Notebook) -> str:
         [
             f"# {nb.chapter.title}: `{nb.file}`",
             "",
-            f"This notebook is `exercises/{nb.file}` cut into cells. Grey cells (`%%given`) "
-            "hold the kit's code; write yours in the `%%answer` cells, without the indent "
+            f"This notebook is `exercises/{nb.file}` cut into cells. The locked `%%given` "
+            "cells hold the kit's code; write yours in the `%%answer` cells, without the indent "
             "of the function they sit in. Run the cells from the top, then the "
             '"check yourself" cell of an exercise: it prints the same ladder report as '
             f"`shakyo check`. {POINTS_NOTE}",

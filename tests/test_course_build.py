@@ -119,6 +119,20 @@ def test_rebuild_keeps_the_gradebook_and_refuses_a_foreign_config(tmp_path):
     ]
 
 
+def test_course_build_command_writes_the_chosen_assignment(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "shakyo.cli", "course", "build", "--out", str(tmp_path / "c"),
+         "--only", "07-submission"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[:2] == [
+        f"wrote 1 notebook(s) in 1 assignment(s) to {tmp_path / 'c'}/source",
+        "  source/07-submission/submission.ipynb",
+    ]
+    assert (tmp_path / "c" / "source" / "07-submission" / "submission.ipynb").is_file()
+
+
 def test_unknown_assignment_is_one_line_and_exit_2(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "shakyo.cli", "course", "build", "--out", str(tmp_path / "x"),
