@@ -16,7 +16,7 @@ import nbformat
 
 from course.chapters import QUIZ, notebooks
 from course.kernel import CODE_STUB
-from course.notebooks import new_notebook, notebook_cells
+from course.notebooks import LANGS, new_notebook, notebook_cells
 from reference.errors import ConfigError
 from reference.utils import atomic_write_text
 
@@ -58,16 +58,27 @@ def quiz_kinds() -> list[str]:
     return [k for k in KINDS if k in held]
 
 
+QUIZ_INTRO = {
+    "en": (
+        "# Quiz: {kind} (optional, not graded)\n\nEach question's numbers come from the "
+        "reference. Assign your answer to `answer` (as you would type it in `shakyo quiz`) "
+        "and run the cell below it: it says whether you are right and why. Nothing here is "
+        "graded: the check shows the answer, so it is for practice only."
+    ),
+    "ja": (
+        "# クイズ: {kind} (任意、採点なし)\n\n問題の数字はリファレンスから出します。答えを "
+        "`answer` に代入し (`shakyo quiz` で入力するのと同じ書き方で)、その下のセルを実行すると、"
+        "正しいかどうかと理由が表示されます。ここは採点しません。確認が答えを表示するので、"
+        "練習専用です。"
+    ),
+}
+
+
 def quiz_cells(kind: str, lang: str = "en") -> list:
     """The questions of one kind (quiz/notebook.py makes the cells; none is graded)."""
     from quiz.notebook import question_cells
 
-    intro = nbformat.v4.new_markdown_cell(
-        f"# Quiz: {kind} (optional, not graded)\n\nEach question's numbers come from the reference. "
-        "Assign your answer to `answer` (as you would type it in `shakyo quiz`) and run the "
-        "cell below it: it says whether you are right and why. Nothing here is graded: the "
-        "check shows the answer, so it is for practice only."
-    )
+    intro = nbformat.v4.new_markdown_cell(QUIZ_INTRO[lang].format(kind=kind))
     intro["id"] = "quiz-intro"
     cells = [intro]
     for k, c in enumerate(question_cells(kind, lang)):
@@ -77,8 +88,10 @@ def quiz_cells(kind: str, lang: str = "en") -> list:
     return cells
 
 
-def build_course(out: Path, only: list[str] | None = None) -> list[Path]:
-    """Write the course into ``out``; the notebooks written (paths inside ``out``)."""
+def build_course(out: Path, only: list[str] | None = None, lang: str = "en") -> list[Path]:
+    """Write the course into ``out`` in ``lang``; the notebooks written (paths inside ``out``)."""
+    if lang not in LANGS:
+        raise ConfigError(f"--lang {lang}: the course is written in {' or '.join(LANGS)}")
     out = Path(out)
     config = out / "nbgrader_config.py"
     if config.exists() and MARK not in config.read_text(encoding="utf-8"):
@@ -91,13 +104,13 @@ def build_course(out: Path, only: list[str] | None = None) -> list[Path]:
         for nb in chosen:
             path = tmp / nb.chapter.slug / f"{nb.name}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(new_notebook(notebook_cells(nb)), path)
+            nbformat.write(new_notebook(notebook_cells(nb, lang)), path)
             written.append(Path("source") / nb.chapter.slug / path.name)
         if only is None or QUIZ.slug in only:
             (tmp / QUIZ.slug).mkdir()
             for kind in quiz_kinds():
                 path = tmp / QUIZ.slug / f"quiz-{kind}.ipynb"
-                nbformat.write(new_notebook(quiz_cells(kind)), path)
+                nbformat.write(new_notebook(quiz_cells(kind, lang)), path)
                 written.append(Path("source") / QUIZ.slug / path.name)
         old = out / "source"
         if old.exists():
@@ -120,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ASSIGNMENT",
         help="build only these assignments (e.g. 01-data)",
     )
+    b.add_argument(
+        "--lang", default="en", help="en or ja: the notebooks' texts (check reports stay English)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "the course needs nbgrader: pip install -e '.[course]' (make .venv/.installed does)"
         ) from e
-    written = build_course(Path(args.out), args.only)
+    written = build_course(Path(args.out), args.only, args.lang)
     assignments = sorted({p.parts[1] for p in written})
     print(
         f"wrote {len(written)} notebook(s) in {len(assignments)} assignment(s) to {args.out}/source"

@@ -20,18 +20,29 @@ class Chapter:
     slug: str  # the nbgrader assignment name
     title: str
     files: tuple[str, ...]
+    title_ja: str = ""
+
+    def heading(self, lang: str) -> str:
+        return self.title_ja if lang == "ja" and self.title_ja else self.title
 
 
 CHAPTERS = (
-    Chapter("01-data", "Data", ("data.py",)),
-    Chapter("02-decoder-blocks", "Decoder blocks", ("layers.py",)),
-    Chapter("03-model", "The model", ("coat.py",)),
-    Chapter("04-loss-and-metric", "Loss and metric", ("losses.py", "metrics.py")),
-    Chapter("05-optimizer-and-schedule", "Optimizer and schedule", ("optim.py", "schedule.py")),
-    Chapter("06-training-loop", "The training loop", ("train_loop.py", "train_script.py")),
-    Chapter("07-submission", "Submission", ("submission.py",)),
+    Chapter("01-data", "Data", ("data.py",), "データ"),
+    Chapter("02-decoder-blocks", "Decoder blocks", ("layers.py",), "デコーダのブロック"),
+    Chapter("03-model", "The model", ("coat.py",), "モデル"),
+    Chapter("04-loss-and-metric", "Loss and metric", ("losses.py", "metrics.py"), "損失と評価指標"),
+    Chapter(
+        "05-optimizer-and-schedule",
+        "Optimizer and schedule",
+        ("optim.py", "schedule.py"),
+        "最適化手法とスケジュール",
+    ),
+    Chapter(
+        "06-training-loop", "The training loop", ("train_loop.py", "train_script.py"), "学習ループ"
+    ),
+    Chapter("07-submission", "Submission", ("submission.py",), "提出"),
 )
-QUIZ = Chapter("08-quiz", "Quiz (optional, not graded)", ())
+QUIZ = Chapter("08-quiz", "Quiz (optional, not graded)", (), "クイズ (任意、採点なし)")
 
 
 @dataclass(frozen=True)

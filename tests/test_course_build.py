@@ -192,3 +192,17 @@ def test_instructors_page_tables_the_built_assignments():
     total = sum(e.difficulty for e in load_catalog() if e.available)
     en = (Path(__file__).parent.parent / "docs" / "instructors" / "index.md").read_text()
     assert f"(the course totals {total})" in " ".join(en.split())
+
+
+def test_japanese_course_takes_the_catalogs_translation(tmp_path):
+    from sitegen.exercises import load_translations
+
+    build_course(tmp_path / "ja", ["01-data", QUIZ.slug], lang="ja")
+    nb = nbformat.read(tmp_path / "ja" / "source" / "01-data" / "data.ipynb", 4)
+    about = next(c for c in nb.cells if c.get("id") == "about-ash-false-color")
+    t = load_translations()["ash-false-color"]
+    assert about.source.startswith(f"## `ash-false-color`: {t.title}\n\n{t.why}\n")
+    assert nb.cells[0].source.startswith("# データ: `data.py`")
+    quiz = nbformat.read(tmp_path / "ja" / "source" / QUIZ.slug / "quiz-metric.ipynb", 4)
+    assert quiz.cells[0].source.startswith("# クイズ: metric")
+    assert "check('fth-value', answer, lang='ja'" in "".join(c.source for c in quiz.cells)
