@@ -53,15 +53,21 @@ class Notebook:
             raise ValueError(f"%%answer {exercise_id} {index}: region {index} is {r.id}'s")
         self.answers[index] = body
 
-    def module_text(self) -> str:
-        """The solution file with each region's body replaced by the learner's answer."""
+    def module_text(self, only: str | None = None) -> str:
+        """The solution file with each region's body replaced by the learner's answer.
+
+        ``only``: an exercise id; the other exercises' regions keep the kit's solution, so
+        that a graded cell grades one exercise and a mistake costs only its own points.
+        """
         lines = self.text.splitlines(keepends=True)
         out: list[str] = []
         pos = 0
         for k, r in enumerate(self.regions):
             out += lines[pos : r.begin + 1]
             body = self.answers.get(k, "")
-            if _is_stub(body):
+            if only is not None and r.id != only:
+                out += r.body(lines)
+            elif _is_stub(body):
                 out.append(f"{r.indent}{stub_line(r.id, r.qualname)}\n")
             else:
                 out += [f"{r.indent}{ln}".rstrip() + "\n" for ln in body.splitlines()]
@@ -75,14 +81,14 @@ class Notebook:
         ]
 
     @contextlib.contextmanager
-    def impl(self) -> Iterator[Path]:
+    def impl(self, only: str | None = None) -> Iterator[Path]:
         """A fresh folder laid out like solutions/: the learner's file, the kit's others."""
         folder = Path(tempfile.mkdtemp(prefix="shakyo-course-"))
         try:
             for path in SOLUTIONS_DIR.glob("*.py"):
                 if path.name != self.file:
                     shutil.copy(path, folder / path.name)
-            (folder / self.file).write_text(self.module_text(), encoding="utf-8")
+            (folder / self.file).write_text(self.module_text(only), encoding="utf-8")
             yield folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -105,7 +111,7 @@ class Notebook:
 
     def require_written(self, exercise_id: str) -> None:
         """Raise when the exercise is still a stub (the visible half of a graded cell)."""
-        with self.impl() as folder:
+        with self.impl(exercise_id) as folder:
             if exercise_state(folder / self.file, exercise_id) == "todo":
                 raise AssertionError(f"{exercise_id}: still a stub; write its answer cell(s)")
 
@@ -117,7 +123,7 @@ class Notebook:
         points = ex.difficulty
         self._note_missing(exercise_id)
         noise = io.StringIO()  # nbgrader gives 0 points to a cell that wrote to stderr
-        with self.impl() as folder, contextlib.redirect_stderr(noise):
+        with self.impl(exercise_id) as folder, contextlib.redirect_stderr(noise):
             r = run_check(ex, folder)
         if noise.getvalue().strip():
             print(noise.getvalue().rstrip())

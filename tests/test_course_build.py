@@ -206,3 +206,20 @@ def test_japanese_course_takes_the_catalogs_translation(tmp_path):
     quiz = nbformat.read(tmp_path / "ja" / "source" / QUIZ.slug / "quiz-metric.ipynb", 4)
     assert quiz.cells[0].source.startswith("# クイズ: metric")
     assert "check('fth-value', answer, lang='ja'" in "".join(c.source for c in quiz.cells)
+
+
+def test_a_graded_cell_grades_one_exercise_check_yourself_the_whole_file(capsys):
+    """tile-layout calls get_false_color (ash-false-color's): left a stub, it costs
+    tile-layout nothing when graded, while check yourself reports what shakyo check does."""
+    source = (SOLUTIONS_DIR / "data.py").read_text()
+    nb = Notebook("data.py")
+    for k, r in enumerate(nb.regions):
+        if r.id == "tile-layout":
+            nb.record(r.id, k, "\n".join(ln[len(r.indent) :] for ln in r.body(source.splitlines())))
+    nb.grade("tile-layout")
+    assert "tile-layout: passed, every rung up to values: 2 point(s)" in capsys.readouterr().out
+    nb.check("tile-layout")
+    report = capsys.readouterr().out
+    assert "tile-layout           todo      shapes" in report  # ash-false-color is a stub
+    with pytest.raises(AssertionError, match="ash-false-color: still a stub"):
+        nb.require_written("ash-false-color")
