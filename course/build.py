@@ -93,12 +93,21 @@ def build_course(out: Path, only: list[str] | None = None, lang: str = "en") -> 
     if lang not in LANGS:
         raise ConfigError(f"--lang {lang}: the course is written in {' or '.join(LANGS)}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"--out {out}: is a file; the course needs a folder (choose another --out)"
+        )
     config = out / "nbgrader_config.py"
     if config.exists() and MARK not in config.read_text(encoding="utf-8"):
         raise ConfigError(f"{config}: not written by `shakyo course build`; choose another --out")
     chosen = notebooks(only)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".source-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".source-", dir=out))
+    except OSError as e:
+        raise ConfigError(
+            f"--out {out}: cannot write there ({e.strerror}); choose a folder you can write"
+        ) from None
     written = []
     try:
         for nb in chosen:

@@ -223,3 +223,16 @@ def test_a_graded_cell_grades_one_exercise_check_yourself_the_whole_file(capsys)
     assert "tile-layout           todo      shapes" in report  # ash-false-color is a stub
     with pytest.raises(AssertionError, match="ash-false-color: still a stub"):
         nb.require_written("ash-false-color")
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_out_that_is_not_a_folder_is_one_line_and_exit_2(tmp_path, capsys, where):
+    from shakyo.cli import main
+
+    f = tmp_path / "notes.txt"
+    f.write_text("mine\n")
+    out = f if where == "file" else f / "course"
+    assert main(["course", "build", "--out", str(out), "--only", "07-submission"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {out}" in err[0] and "Traceback" not in err[0]
+    assert f.read_text() == "mine\n" and sorted(tmp_path.iterdir()) == [f]
