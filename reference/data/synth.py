@@ -525,6 +525,15 @@ def synthesize(
     all_ids = [r for split in SPLITS for r in ids[split]]
     if len(set(all_ids)) != len(all_ids):  # 1 in 10^18 per pair; refuse rather than overwrite
         raise ConfigError(f"--seed {seed}: two record ids collide; pick another seed")
+    ours = {*SPLITS, "train_metadata.json", "validation_metadata.json", "sample_submission.csv"}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
+    if foreign:
+        raise DataError(
+            f"{out}: holds {foreign[0]}"
+            + (f" (+{len(foreign) - 1} more)" if len(foreign) > 1 else "")
+            + ", which synth does not write; synthesize into an empty folder "
+            "(or one holding this same dataset)"
+        )
     try:
         for split in SPLITS:
             (out / split).mkdir(parents=True, exist_ok=True)
