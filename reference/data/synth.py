@@ -534,14 +534,10 @@ def synthesize(
             + ", which synth does not write; synthesize into an empty folder "
             "(or one holding this same dataset)"
         )
-    try:
-        for split in SPLITS:
-            (out / split).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(
-            f"{out}: cannot create the dataset folders ({e.strerror}); pick a writable --out"
-        ) from None
+    # Checked before anything is created: a refused run leaves the folder as it was.
     for split in SPLITS:
+        if not (out / split).is_dir():
+            continue
         for p in (out / split).iterdir():
             if p.name.startswith(".tmp-"):
                 # Left by an interrupted run (hidden, so never read as a record). Only
@@ -553,6 +549,14 @@ def synthesize(
                     f"{out / split}: holds record {p.name} that this seed and count would not write; "
                     "synthesize into an empty folder"
                 )
+
+    try:
+        for split in SPLITS:
+            (out / split).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"{out}: cannot create the dataset folders ({e.strerror}); pick a writable --out"
+        ) from None
 
     tasks = [
         (str(out), split, rid, i, seed, size, dict(knobs))
