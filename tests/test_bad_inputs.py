@@ -333,12 +333,10 @@ def _check(case: Case, root: Path, tok: dict, before: dict, rc: int, err: str) -
     assert rc == 2, f"exit {rc}, stderr:\n{err}"
     assert "Traceback" not in err, err
     assert len(lines) == 1, f"{len(lines)} stderr lines:\n{err}"
-    command = case.argv.split()[0]
     assert lines[0].startswith("shakyo"), lines[0]
     assert "\x1b" not in lines[0], repr(lines[0])
     expect = case.expect.format(**tok)
     assert expect in lines[0], f"{expect!r} not in: {lines[0]}"
-    del command
     after = _snapshot(root)
     tmp = [p for p in after if Path(p).name.startswith(".tmp-")]
     assert not tmp, f"left behind: {tmp}"
@@ -403,3 +401,17 @@ def test_bad_input_in_a_real_process(case, base, tmp_path):
         timeout=300,
     )
     _check(case, root, tok, before, proc.returncode, proc.stderr)
+
+
+def test_reader_text_drops_escapes_and_cuts_at_a_word():
+    from reference.models.checkpoint import reader_text
+
+    words = "alpha beta gamma delta epsilon " * 10
+    text = reader_text(ValueError("\x1b[1m" + words + "\x1b[0m\nsecond line"), limit=40)
+    assert "\x1b" not in text and "second" not in text
+    assert text.endswith(" ...") and len(text) <= 44
+    assert all(w in words.split() for w in text[: -len(" ...")].split())  # no word cut in two
+    refusal = "Weights only load failed. Long advice.\n\tWeightsUnpickler error: Unsupported operand 103\n\nCheck"
+    assert reader_text(RuntimeError(refusal)) == (
+        "torch.load(weights_only=True) refused it: Unsupported operand 103"
+    )
