@@ -218,6 +218,8 @@ def predict(
         raise ConfigError("--weights: give at least one model.pth")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    if num_workers < 0:
+        raise ConfigError(f"--num-workers {num_workers}: must be >= 0 (0 = load in this process)")
     blend = normalise_weights(model_weights, len(weights))
     check_output_file(out, "--out")  # before minutes of prediction, not after
     check_record_sides(list_record_dirs(data_dir), batch_size)

@@ -141,6 +141,10 @@ CASES: list[Case] = [
            write("run/batches.csv", b"\xff\xfe\x00"))),
     C("viz-predictions-not-a-run", "viz predictions tiles", "config.json"),
     C("viz-unknown-action", "viz picture x", "picture"),
+    C("viz-curves-out-is-folder", "viz curves run --out tiles", "--out tiles"),
+    C("viz-curves-out-below-file", "viz curves run --out afile/c.png", "afile"),
+    C("viz-predictions-out-is-folder", "viz predictions run --out tiles", "--out tiles"),
+    C("viz-record-split-folder", "viz record kaggle/train --out x.png", "kaggle/train"),
     # -------------------------------------------------------------- weights
     C("weights-unknown-name", "weights coat_huge", "coat_huge"),
     C("weights-bad-sha256", "weights coat_lite_mini --sha256 xyz", "--sha256"),
@@ -245,6 +249,13 @@ CASES: list[Case] = [
     C("predict-bands-celsius", PRED, "°C", celsius("{TEST0}")),
     C("predict-odd-band", PRED, "{TEST0}/band_15.npy", band("{TEST0}", "15", crop)),
     C("predict-no-weights", "predict --data kaggle/test", "--weights"),
+    C("predict-num-workers-negative", f"{PRED} --num-workers -1", "--num-workers"),
+    C("predict-data-is-dataset-root", "predict --data kaggle --weights run/model.pth", "kaggle"),
+    C("evaluate-data-is-records", "evaluate run --data kaggle/validation", "kaggle/validation"),
+    C("evaluate-batch-size-negative", "evaluate run --batch-size -1", "--batch-size"),
+    C("hint-zero", "hint rle 0", "hint 0"),
+    C("demo-out-unwritable", f"demo --out {UNWRITABLE}/demo", UNWRITABLE),
+    C("submission-data-is-dataset-root", "submission check sub.csv --data kaggle", "kaggle"),
     *([C("predict-device-cuda-absent", f"{PRED} --device cuda", "--device cuda")]
       if NO_CUDA == "" else []),
     # ----------------------------------------------------------- submission
