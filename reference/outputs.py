@@ -81,6 +81,9 @@ def removed_on_user_error(folder: Path, keep_if: str) -> Iterator[None]:
     try:
         yield
     except ShakyoError as e:
-        if top is not None and not (folder / keep_if).exists() and not getattr(e, "result", None):
+        # Under torchrun only rank 0 writes the run folder, so only it may remove it.
+        rank0 = os.environ.get("RANK", "0") == "0"
+        keep = (folder / keep_if).exists() or getattr(e, "result", None)
+        if top is not None and rank0 and not keep:
             shutil.rmtree(top, ignore_errors=True)
         raise
