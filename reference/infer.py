@@ -96,6 +96,10 @@ def build_model(weights_path: str | os.PathLike, model: str | None = None, arch:
     from reference.models import get_model, load_checkpoint
 
     weights_path = Path(weights_path)
+    if weights_path.is_dir() and (weights_path / "model.pth").is_file():
+        raise WeightsError(
+            f"{weights_path}: is a run folder, not a weights file; pass {weights_path / 'model.pth'}"
+        )
     if not weights_path.is_file():
         raise WeightsError(f"{weights_path}: weights file not found; pass the model.pth of a run")
     if model is None:

@@ -215,6 +215,12 @@ CASES: list[Case] = [
     C("evaluate-batch-size-0", "evaluate run --batch-size 0", "--batch-size"),
     C("evaluate-no-model", "evaluate run", "model.pth", remove("run/model.pth")),
     C("evaluate-data-missing", "evaluate run --data nosuch", "nosuch"),
+    C("evaluate-val-tile-truncated", "evaluate run", "val_adj2",
+      lambda root, tok: truncate(str(sorted((root / "tiles/val_adj2").glob("*_img.tif"))[0]
+                                     .relative_to(root)))(root, tok)),
+    C("predict-weights-is-folder", "predict --data kaggle/test --weights run", "run/model.pth"),
+    C("train-weights-is-folder", f"{TR} WEIGHTS run", "pass run/model.pth"),
+    C("train-pretrained-run-checkpoint", f"{TR} PRETRAINED run/checkpoint.pth", "run checkpoint"),
     # -------------------------------------------------------------- predict
     C("predict-data-missing", "predict --data nosuch --weights run/model.pth", "nosuch"),
     C("predict-data-is-file", "predict --data afile --weights run/model.pth", "afile"),

@@ -77,6 +77,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     is removed.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = path / "model.pth" if (path / "model.pth").is_file() else "the .pth file in it"
+        raise WeightsError(f"{path}: is a folder, not a weights file; pass {inside}")
     if not path.is_file():
         raise WeightsError(
             f"{path}: weights file not found; check the path (or WEIGHTS/pre setting)"
