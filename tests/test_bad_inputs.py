@@ -317,6 +317,9 @@ CASES: list[Case] = [
     C("cloud-plan-not-toml", "cloud plan p.toml", "p.toml", write("p.toml", "x =")),
     C("cloud-plan-binary", "cloud plan p.toml", "p.toml", write("p.toml", b"\xff\xfe\x00")),
     C("cloud-no-action", "cloud", "ACTION"),
+    C("cloud-status-interval-0", "cloud status p.toml --interval 0", "--interval"),
+    C("cloud-kernel-timeout-negative", "cloud kernel p.toml --timeout -1", "--timeout"),
+    C("cloud-kernel-poll-0", "cloud kernel p.toml --poll 0", "--poll"),
     C("demo-out-is-file", "demo --out afile", "afile"),
     C("demo-seed-not-int", "demo --seed x", "--seed"),
 ]  # fmt: skip
