@@ -61,6 +61,7 @@ SYN = "--size 64 --train 1 --val 1 --test 1 --workers 1"
 PRED = "predict --data kaggle/test --weights run/model.pth"
 TR = "train cfg.json"
 SUB = "submission check sub.csv --data kaggle/test"
+PLAN = (REPO / "configs/cloud/demo.toml").read_text()
 NO_CUDA = "" if not __import__("torch").cuda.is_available() else None
 
 CASES: list[Case] = [
@@ -317,6 +318,11 @@ CASES: list[Case] = [
     C("cloud-plan-not-toml", "cloud plan p.toml", "p.toml", write("p.toml", "x =")),
     C("cloud-plan-binary", "cloud plan p.toml", "p.toml", write("p.toml", b"\xff\xfe\x00")),
     C("cloud-no-action", "cloud", "ACTION"),
+    C("cloud-plan-config-is-folder", "cloud plan p.toml", "[train] config tiles",
+      write("p.toml", PLAN.replace('"configs/demo.json"', '"tiles"'))),
+    C("cloud-plan-bad-override", "cloud plan p.toml", "[train] overrides: EPOCHS",
+      write("p.toml", PLAN.replace('"configs/demo.json"', '"cfg.json"')
+            .replace("EPOCHS = 1", 'EPOCHS = "x"'))),
     C("cloud-status-interval-0", "cloud status p.toml --interval 0", "--interval"),
     C("cloud-kernel-timeout-negative", "cloud kernel p.toml --timeout -1", "--timeout"),
     C("cloud-kernel-poll-0", "cloud kernel p.toml --poll 0", "--poll"),

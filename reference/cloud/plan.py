@@ -299,7 +299,9 @@ def _train_configs(values: dict, where: str, root: Path) -> list[dict[str, Any]]
         try:
             out.append(dict(load_config(cfg_path, pairs)))
         except ShakyoError as e:
-            raise PlanError(f"{where}[train] overrides: {e}") from None
+            raise PlanError(
+                f"{where}[train] overrides: {str(e).removeprefix('override: ')}"
+            ) from None
     if len(out) > 1 and len({c["FNAME"] for c in out}) == 1:
         # A config with a fixed FNAME (CoaT_ULSTM_medium_s2023): one run folder per seed.
         base = re.sub(r"_s\d+$", "", out[0]["FNAME"])
