@@ -24,6 +24,7 @@ from checks.catalog import EXERCISES_DIR, SOLUTIONS_DIR, Exercise, get_exercise,
 from checks.impl import impl_label, resolve_impl
 from checks.regions import exercise_state, region_texts, reset_regions
 from checks.runner import Result, run_check, run_checks
+from reference.cli import positive_float
 from reference.errors import ConfigError
 from reference.utils import atomic_write_text
 
@@ -44,14 +45,17 @@ def add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             "--json", action="store_true", help='print {"results": [...]} instead of a table'
         )
         parser.add_argument(
-            "--timeout", type=float, default=None, help="seconds per check (default 30)"
+            "--timeout", type=positive_float, default=None, help="seconds per check (default 30)"
         )
     elif name == "watch":
         parser.add_argument(
             "id", nargs="?", metavar="ID", help="exercise to watch (default: the first not passed)"
         )
         parser.add_argument(
-            "--interval", type=float, default=0.5, help="seconds between looks at the files"
+            "--interval",
+            type=positive_float,
+            default=0.5,
+            help="seconds between looks at the files",
         )
         parser.add_argument("--once", action="store_true", help="check once and exit")
         parser.add_argument(
@@ -188,12 +192,28 @@ def _details(r: Result) -> str:
     return f"--- {r.id}: {head}\n{body}"
 
 
+def _require_files(impl_dir: Path, exercises: list[Exercise]) -> None:
+    """A folder passed as --impl must hold the file of every exercise asked for.
+
+    (`shakyo reset` restores exercises/ only, so that is not the fix for a folder.)
+    """
+    if impl_dir in (EXERCISES_DIR, SOLUTIONS_DIR):
+        return
+    for ex in exercises:
+        if ex.available and not (impl_dir / ex.file).is_file():
+            raise ConfigError(
+                f"--impl {_rel(impl_dir)}: {ex.file} is missing in that folder (exercise {ex.id}); "
+                f"copy it there (solutions/{ex.file} shows the layout) or pick the ids to check"
+            )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     impl_dir = resolve_impl(args.impl)
     ids = args.ids or None
     if ids:
         for i in ids:
             get_exercise(i)  # unknown id: one line with a suggestion, exit 2
+    _require_files(impl_dir, [get_exercise(i) for i in ids] if ids else load_catalog())
     as_json = args.json
     start = time.perf_counter()
     if not as_json:
@@ -248,6 +268,7 @@ def _mtimes(folder: Path) -> dict[Path, float]:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     impl_dir = resolve_impl(args.impl)
+    _require_files(impl_dir, [get_exercise(args.id)] if args.id else load_catalog())
     record = _records_progress(impl_dir)
 
     passed_here: set[str] = set()  # advances the watch even where progress is not recorded

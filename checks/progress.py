@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from checks.catalog import REPO
+from reference.errors import ConfigError
 from reference.utils import atomic_write_text
 
 HEADER = "# shakyo progress: id, last status, last rung, hints seen, updated (UTC), passed (UTC); tab-separated\n"
@@ -57,9 +58,14 @@ class Entry:
 def load() -> dict[str, Entry]:
     path = progress_path()
     entries: dict[str, Entry] = {}
+    if path.is_dir():
+        raise ConfigError(
+            f"{path}: is a folder, not the progress file; move it away (or set SHAKYO_STATE_DIR)"
+        )
     if not path.is_file():
         return entries
-    for line in path.read_text(encoding="utf-8").splitlines():
+    # A damaged file (binary junk, a bad encoding) loses only its unreadable lines.
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")

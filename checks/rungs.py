@@ -13,7 +13,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from checks.catalog import Exercise
+from checks.catalog import EXERCISES_DIR, Exercise
 from checks.ladder import Ladder, LearnerRaised
 from checks.signature import (
     contract_problems,
@@ -95,7 +95,13 @@ def import_rung(c: Ladder) -> None:
     with c.rung("import"):
         path = c.impl_dir / ex.file
         if not path.is_file():
-            c.fail(f"{display(path)} does not exist; restore it with `shakyo reset {ex.id}`")
+            # `shakyo reset` restores exercises/ only; another folder is the user's to fill.
+            fix = (
+                f"restore it with `shakyo reset {ex.id}`"
+                if Path(c.impl_dir).resolve() == EXERCISES_DIR.resolve()
+                else f"that folder needs every file of solutions/ (here {ex.file})"
+            )
+            c.fail(f"{display(path)} does not exist; {fix}")
         try:
             c.module = c.call(f"import {display(path)}", lambda: c.impl.module(ex.file))
         except LearnerRaised as e:

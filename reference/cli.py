@@ -42,6 +42,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one stderr line (and exit 2), not usage + error.
+
+    Subparsers (``submission check``, ``viz record``) inherit the class.
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``--timeout``, ``--interval``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
 def _top_help(commands: dict[str, tuple[str, str]]) -> str:
     lines = ["usage: shakyo COMMAND [ARGS ...]", "", "commands:"]
     width = max(len(n) for n in commands)
@@ -93,7 +114,7 @@ def _dispatch(argv: list[str], commands: dict[str, tuple[str, str]]) -> int:
     if module is None:
         print(f"shakyo: `{name}` is not available in this version yet", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"shakyo {name}", description=commands[name][1])
+    parser = OneLineParser(prog=f"shakyo {name}", description=commands[name][1])
     if hasattr(module, "add_command_arguments"):
         module.add_command_arguments(name, parser)
     else:

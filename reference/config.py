@@ -178,24 +178,30 @@ def _check_value(key: Key, value: Any, where: str) -> Any:
     return float(value) if float in key.types else value
 
 
-def validate(raw: dict[str, Any], source: str | None = None) -> Config:
+def validate(
+    raw: dict[str, Any], source: str | None = None, overridden: frozenset[str] = frozenset()
+) -> Config:
     """Check every key of `raw`, fill defaults and return a :class:`Config`.
 
-    Raises ConfigError (one line, naming `source` when given) on an unknown key,
-    a wrong type or a value outside the allowed ones.
+    Raises ConfigError (one line) on an unknown key, a wrong type or a value
+    outside the allowed ones. It names `source` (the config file) when given,
+    except for the keys in `overridden`: their value came from the command line,
+    so the line says "override" instead.
     """
-    where = f"{source}: " if source else ""
+    file_where = f"{source}: " if source else ""
     if not isinstance(raw, dict):
-        raise ConfigError(f'{where}a config must be a JSON object {{"KEY": value, ...}}')
+        raise ConfigError(f'{file_where}a config must be a JSON object {{"KEY": value, ...}}')
     for name in raw:
         if name not in KEYS:
-            raise _unknown(name, where)
+            raise _unknown(name, file_where)
     cfg = Config()
     for name, key in KEYS.items():
+        where = "override: " if name in overridden else file_where
         cfg[name] = _check_value(key, raw.get(name, key.default), where)
     if cfg["FNAME"] is None:
         cfg["FNAME"] = f"{cfg['MODEL']}_{cfg['ARCH']}_s{cfg['SEED']}"
     if "/" in cfg["FNAME"] or cfg["FNAME"] in ("", ".", ".."):
+        where = "override: " if "FNAME" in overridden else file_where
         raise ConfigError(
             f"{where}FNAME must be a plain folder name, got {json.dumps(cfg['FNAME'])}"
         )
@@ -256,6 +262,16 @@ def load_config(
             raise ConfigError(
                 f"config file {path} not found; pass a JSON file such as configs/demo.json"
             ) from None
+        except IsADirectoryError:
+            raise ConfigError(
+                f"config file {path} is a folder; pass a JSON file in it, e.g. configs/demo.json"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file; pass a JSON config file") from None
+        except OSError as e:
+            raise ConfigError(
+                f"config file {path}: cannot read it ({e.strerror or e}); pass a readable JSON file"
+            ) from None
         except json.JSONDecodeError as e:
             raise ConfigError(
                 f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
@@ -267,7 +283,7 @@ def load_config(
         pairs = parse_overrides(pairs)  # type: ignore[arg-type]
     for key, value in pairs:
         apply_override(raw, key, value)
-    return validate(raw, source)
+    return validate(raw, source, frozenset(k.split(".")[0] for k, _ in pairs))
 
 
 def keys_table() -> str:

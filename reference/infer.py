@@ -31,8 +31,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from reference.errors import ConfigError, DataError, WeightsError
+from reference.outputs import check_output_file
 from reference.submission import (
     list_record_dirs,
+    record_shape,
     rle_decode,
     rle_encode,
     rle_encode_less_memory,
@@ -94,6 +96,10 @@ def build_model(weights_path: str | os.PathLike, model: str | None = None, arch:
     from reference.models import get_model, load_checkpoint
 
     weights_path = Path(weights_path)
+    if weights_path.is_dir() and (weights_path / "model.pth").is_file():
+        raise WeightsError(
+            f"{weights_path}: is a run folder, not a weights file; pass {weights_path / 'model.pth'}"
+        )
     if not weights_path.is_file():
         raise WeightsError(f"{weights_path}: weights file not found; pass the model.pth of a run")
     if model is None:
@@ -171,6 +177,26 @@ def _check_threshold(threshold: float) -> None:
         )
 
 
+def check_record_sides(records: Sequence[Path], batch_size: int) -> None:
+    """Every record's H and W divisible by 16 (the encoder's stride), read from the headers;
+    with batch_size > 1 also all alike (records of a batch are stacked). DataError naming it."""
+    first: tuple[Path, tuple[int, int]] | None = None
+    for rec in records:
+        hw = record_shape(rec)
+        if hw[0] % 16 or hw[1] % 16:
+            raise DataError(
+                f"{rec}: record is {hw[0]}x{hw[1]} px; the models need sides divisible by 16 "
+                "(crop or pad the bands, or leave this record out)"
+            )
+        if first is None:
+            first = (rec, hw)
+        elif batch_size > 1 and hw != first[1]:
+            raise DataError(
+                f"{rec}: record is {hw[0]}x{hw[1]} px but {first[0].name} is "
+                f"{first[1][0]}x{first[1][1]}; a batch needs one size: pass --batch-size 1"
+            )
+
+
 def predict(
     data_dir: str | os.PathLike,
     weights: Sequence[str | os.PathLike],
@@ -196,8 +222,11 @@ def predict(
         raise ConfigError("--weights: give at least one model.pth")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    if num_workers < 0:
+        raise ConfigError(f"--num-workers {num_workers}: must be >= 0 (0 = load in this process)")
     blend = normalise_weights(model_weights, len(weights))
-    list_record_dirs(data_dir)  # one clear error for an empty or wrong folder
+    check_output_file(out, "--out")  # before minutes of prediction, not after
+    check_record_sides(list_record_dirs(data_dir), batch_size)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available; use --device cpu")

@@ -214,6 +214,14 @@ def _read_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
             yield from enumerate(csv.reader(f), start=1)
     except FileNotFoundError as e:
         raise DataError(f"{path}: no such file; pass the submission CSV to check") from e
+    except IsADirectoryError:
+        raise DataError(
+            f"{path}: is a folder; pass the submission CSV to check, e.g. {path / 'submission.csv'}"
+        ) from None
+    except OSError as e:
+        raise DataError(
+            f"{path}: cannot read it ({e.strerror or e}); pass a readable CSV"
+        ) from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: not a readable CSV ({e})") from e
 

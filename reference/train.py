@@ -42,6 +42,7 @@ from typing import Any
 
 from reference.config import KEYS, Config, load_config, validate
 from reference.errors import ConfigError, DataError, ShakyoError
+from reference.outputs import check_output_folder, removed_on_user_error
 from reference.utils import atomic_write_text, seed_everything
 
 __all__ = [
@@ -378,9 +379,24 @@ def train(config: dict | Config, components: dict | None = None) -> dict:
     message)}. Raises ConfigError/DataError for bad input and TrainingStopped
     (with `.result`) when the NaN guard ends the run.
     """
+    cfg = config if isinstance(config, Config) else validate(dict(config))
+    check_inputs(cfg)
+    with removed_on_user_error(cfg.run_dir, keep_if="checkpoint.pth"):
+        return _train(cfg, components)
+
+
+def check_inputs(cfg: Config) -> None:
+    """What a run needs, checked before it makes its run folder: whole tiles, a writable OUT."""
+    from reference.data.dataset import check_tiles
+
+    for folder in tile_dirs(cfg):
+        check_tiles(folder)
+    check_output_folder(cfg.run_dir, f"OUT {cfg.OUT}")
+
+
+def _train(cfg: Config, components: dict | None) -> dict:
     from fastai.torch_core import rank_distrib
 
-    cfg = config if isinstance(config, Config) else validate(dict(config))
     run_dir = cfg.run_dir
     resume = _load_resume(cfg, run_dir)
     learn, info = build_learner(cfg, run_dir, resume, components)

@@ -171,4 +171,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:
+        from reference.outputs import check_output_file
+
+        check_output_file(args.out, "--out")  # before the figure is drawn
     return FIGURES[args.figure][1](args)

@@ -91,7 +91,7 @@ def test_a_good_plan_fills_defaults_and_derives_names(tmp_path):
         ),
         (
             ("EPOCHS = 2", "EPOCH = 2"),
-            "[train] overrides: override: unknown key EPOCH; did you mean EPOCHS?",
+            "[train] overrides: unknown key EPOCH; did you mean EPOCHS?",
         ),
         (("EPOCHS = 2", 'PATH = "x"'), "[train] overrides must not set PATH"),
         (("seeds = [1, 2]", "seeds = [1, 1]"), "[train] seeds must be a list of distinct integers"),

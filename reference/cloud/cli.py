@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from reference.cli import positive_float
 from reference.cloud import kaggle as kg
 from reference.cloud.kernel import write_kernel
 from reference.cloud.onstart import instance_env, plan_variables, render_onstart, resolve_ref
@@ -60,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--resume", action="store_true", help="continue from <dataset>-logs")
             p.add_argument("--force", action="store_true", help="launch even if one is running")
         if name in ("status", "launch"):
-            p.add_argument("--interval", type=float, default=60, help="seconds between polls")
+            p.add_argument(
+                "--interval", type=positive_float, default=60, help="seconds between polls"
+            )
         if name == "status":
             p.add_argument("--watch", action="store_true", help="poll; destroy past the deadline")
         if name in ("status", "logs", "destroy"):
@@ -73,8 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "kernel":
             p.add_argument("--push", action="store_true", help="kaggle kernels push")
             p.add_argument("--wait", action="store_true", help="poll until done, fetch the output")
-            p.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait")
-            p.add_argument("--poll", type=float, default=30, help="seconds between polls")
+            p.add_argument(
+                "--timeout", type=positive_float, default=3 * 3600, help="seconds to wait"
+            )
+            p.add_argument("--poll", type=positive_float, default=30, help="seconds between polls")
 
 
 def _say(text: str) -> None:

@@ -299,7 +299,9 @@ def _train_configs(values: dict, where: str, root: Path) -> list[dict[str, Any]]
         try:
             out.append(dict(load_config(cfg_path, pairs)))
         except ShakyoError as e:
-            raise PlanError(f"{where}[train] overrides: {e}") from None
+            raise PlanError(
+                f"{where}[train] overrides: {str(e).removeprefix('override: ')}"
+            ) from None
     if len(out) > 1 and len({c["FNAME"] for c in out}) == 1:
         # A config with a fixed FNAME (CoaT_ULSTM_medium_s2023): one run folder per seed.
         base = re.sub(r"_s\d+$", "", out[0]["FNAME"])
@@ -315,6 +317,14 @@ def load_plan(path: str | Path, repo_root: Path | None = None) -> Plan:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PlanError(f"plan file {path} not found; see configs/cloud/*.toml") from None
+    except IsADirectoryError:
+        raise PlanError(
+            f"plan file {path} is a folder; pass a .toml file, e.g. configs/cloud/demo.toml"
+        ) from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{path}: not a text file; pass a TOML plan file") from None
+    except OSError as e:
+        raise PlanError(f"plan file {path}: cannot read it ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise PlanError(f"{path}: not valid TOML ({e})") from None
     return validate_plan(raw, path, repo_root)

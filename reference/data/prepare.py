@@ -18,17 +18,24 @@ individual masks on Kaggle, so validation always stores the hard mask; the
 metric thresholds the target at 0.5 anyway.
 
 Every file is written under a temporary name and renamed, so a tile is either
-complete or absent. A rerun skips records whose image and mask are both there:
-after a crash (even ``kill -9``) it finishes the job without a corrupt tile.
+complete or absent, and the mask before the image, so an image never lacks its
+mask. A rerun skips records whose image and mask are both there: after a crash
+(even ``kill -9``) it finishes the job without a corrupt tile, and removes the
+``.tmp-*`` files the killed run left. A lock (``.prepare.lock`` in the output
+folder, ``flock``) keeps a second prepare into the same folder out, so that
+sweep never removes a file another run is still writing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +53,7 @@ from reference.utils import atomic_path, keep_heap_memory
 
 SPLITS = {"train": ("train_adj2", "train_adj2single"), "validation": ("val_adj2", "val_adj2single")}
 MANIFEST = ".prepare.json"
+LOCK = ".prepare.lock"
 
 
 # ------------------------------------------------------------------- the conversion
@@ -122,25 +130,67 @@ def prepare_record(task: tuple[str, str, str, str, bool]) -> bool:
     # exercises follow), from one fused pass; tests pin the equality.
     colour = false_color_uint8(record)  # (H, W, 3, 8)
     h, w = colour.shape[:2]
-    # Image first, mask last: the mask's presence marks the record as complete.
-    _write_tif(out / multi / f"{rid}_img.tif", colour.reshape(h, w, -1))
+    # Mask first, image last: the dataset lists *_img.tif, so an image never exists
+    # without its mask, even after a kill between the two renames.
     if single:
+        _write_tif(out / single_dir / f"{rid}_mask.tif", mask)
         _write_tif(
             out / single_dir / f"{rid}_img.tif",
             np.ascontiguousarray(colour[..., N_TIMES_BEFORE]),
         )
-        _write_tif(out / single_dir / f"{rid}_mask.tif", mask)
     _write_tif(out / multi / f"{rid}_mask.tif", mask)
+    _write_tif(out / multi / f"{rid}_img.tif", colour.reshape(h, w, -1))
     return True
 
 
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[int]:
+    """Hold ``out/.prepare.lock`` (flock) for the whole run; DataError if another run has it.
+
+    The kernel drops the lock when its holder dies, even by ``kill -9``. Yields the
+    lock's file descriptor: forked workers close their copy (:func:`_init_worker`), or a
+    worker outliving a killed parent by a moment would still hold the lock.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DataError(
+            f"{out}: cannot write tiles there ({e.strerror or e}); pick a writable --out"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                f"{out}: another `shakyo prepare` is writing there; wait for it, or pick another --out"
+            ) from None
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _sweep_temporaries(folder: Path) -> int:
+    """Remove the ``.tmp-*`` files a killed run left in ``folder``; their count.
+
+    Safe only under the lock: no other prepare is writing into ``folder``.
+    """
+    n = 0
+    for p in folder.glob(".tmp-*"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            n += 1
+    return n
+
+
 def _make_output_dirs(out: Path, splits: list[str], labels: str, single: bool) -> None:
-    """Create the output folders, prove they are writable, and pin the label mode."""
+    """Create the output folders, prove they are writable, sweep temporaries, pin the label mode."""
     for split in splits:
         for d in SPLITS[split] if single else SPLITS[split][:1]:
             folder = out / d
             try:
                 folder.mkdir(parents=True, exist_ok=True)
+                _sweep_temporaries(folder)
                 fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
                 os.close(fd)
                 os.unlink(probe)
@@ -179,8 +229,6 @@ def prepare(
     progress: tqdm bar; None shows it only on a terminal.
     Returns {'records', 'written', 'skipped', 'seconds', 'records_per_s'}.
     """
-    from tqdm import tqdm
-
     if labels not in ("hard", "soft"):
         raise DataError(f"--labels {labels}: must be hard or soft")
     data = Path(data)
@@ -199,7 +247,21 @@ def prepare(
         for split in splits
         for r in list_records(data / split)
     ]
-    _make_output_dirs(out, splits, labels, single_frame)
+    with _exclusive(out) as lock_fd:
+        _make_output_dirs(out, splits, labels, single_frame)
+        return _convert(tasks, workers, progress, lock_fd)
+
+
+def _init_worker(lock_fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)  # the parent holds the lock; a worker must not
+    keep_heap_memory()
+
+
+def _convert(
+    tasks: list, workers: int | None, progress: bool | None, lock_fd: int
+) -> dict[str, float]:
+    from tqdm import tqdm
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     start = time.perf_counter()
@@ -221,7 +283,7 @@ def prepare(
             # fork is safe here: the workers use only NumPy and tifffile (no thread
             # pools inherited half-alive, unlike OpenCV in synth); it starts fastest.
             ctx = mp.get_context("fork" if os.name != "nt" else "spawn")
-            with ctx.Pool(workers, initializer=keep_heap_memory) as pool:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(lock_fd,)) as pool:
                 for done in pool.imap_unordered(prepare_record, tasks, chunksize=2):
                     written += done
                     bar.update()

@@ -43,13 +43,14 @@ def _load_npy(path: Path) -> np.ndarray:
     return arr
 
 
-def _check_band(path: Path, arr: np.ndarray, hw: tuple[int, int] | None) -> None:
+# Brightness temperatures of the Earth seen at 6-13 µm: about 180-330 K. A median
+# outside this range is not kelvin (°C is 273 K lower) or not a brightness temperature.
+KELVIN_RANGE = (150.0, 350.0)
+
+
+def _check_band(path: Path, arr: np.ndarray) -> None:
     if arr.ndim != 3 or arr.shape[2] != N_TIMES:
         raise DataError(f"{path}: shape {arr.shape}, expected (H, W, {N_TIMES})")
-    if hw is not None and arr.shape[:2] != hw:
-        raise DataError(
-            f"{path}: shape {arr.shape}, expected {hw + (N_TIMES,)} like the other bands"
-        )
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{path}: dtype {arr.dtype}, expected floating point kelvin")
     if not np.isfinite(arr).all():
@@ -57,6 +58,30 @@ def _check_band(path: Path, arr: np.ndarray, hw: tuple[int, int] | None) -> None
         raise DataError(
             f"{path}: {n} NaN or infinite values; brightness temperatures must be finite"
         )
+    median = float(np.median(arr)) if arr.size else KELVIN_RANGE[0]
+    lo, hi = KELVIN_RANGE
+    if not lo <= median <= hi:
+        hint = "; in °C? add 273.15" if -130 <= median <= 80 else ""
+        raise DataError(
+            f"{path}: median {median:.1f}, not a brightness temperature in kelvin "
+            f"(expected about {lo:.0f}-{hi:.0f} K){hint}"
+        )
+
+
+def _check_same_shape(paths: list[Path], arrays: list[np.ndarray]) -> None:
+    """All bands (H, W, 8) alike; else name the odd one (the shape most bands have wins)."""
+    shapes = [a.shape for a in arrays]
+    if len(set(shapes)) <= 1:
+        return
+    counts = {s: shapes.count(s) for s in shapes}
+    # Ties go to the first band read: with two bands there is no majority to trust.
+    common = max(counts, key=lambda s: (counts[s], -shapes.index(s)))
+    odd = next(i for i, s in enumerate(shapes) if s != common)
+    others = ", ".join(p.name for p, s in zip(paths, shapes) if s == common)
+    raise DataError(
+        f"{paths[odd]}: shape {shapes[odd]}, but {others} {'is' if counts[common] == 1 else 'are'} "
+        f"{common}; every band of a record must have the same shape (re-copy this file)"
+    )
 
 
 def _check_mask(path: Path, arr: np.ndarray, hw: tuple[int, int], individual: bool) -> None:
@@ -80,18 +105,25 @@ def read_record(
     Returns a dict ``{'band_11': (H, W, 8) float, ..., 'human_pixel_masks':
     (H, W, 1), 'human_individual_masks': (H, W, 1, R)}``; a mask key is present
     when that mask is asked for (``masks`` True = both, or a tuple of names)
-    and its file exists (test records have none). Raises DataError naming the file for a missing band, a wrong shape,
-    a non-float dtype, NaN/inf values, a truncated file or non-binary masks.
+    and its file exists (test records have none). Only ``bands`` are read: a
+    missing band_08.npy is no error for the ash colour. Raises DataError naming
+    the file for a missing band, a wrong shape (the odd band when the bands
+    differ), a non-float dtype, NaN/inf values, values that are not kelvin
+    (e.g. °C), a truncated file or non-binary masks.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: record folder does not exist")
     record: dict[str, np.ndarray] = {}
+    paths = [directory / f"band_{band}.npy" for band in bands]
+    arrays = [_load_npy(path) for path in paths]
+    for path, arr in zip(paths, arrays):
+        if arr.ndim != 3 or arr.shape[2] != N_TIMES:
+            raise DataError(f"{path}: shape {arr.shape}, expected (H, W, {N_TIMES})")
+    _check_same_shape(paths, arrays)
     hw: tuple[int, int] | None = None
-    for band in bands:
-        path = directory / f"band_{band}.npy"
-        arr = _load_npy(path)
-        _check_band(path, arr, hw)
+    for band, path, arr in zip(bands, paths, arrays):
+        _check_band(path, arr)
         hw = arr.shape[:2]
         record[f"band_{band}"] = arr
     wanted = (PIXEL_MASK, INDIVIDUAL_MASKS) if masks is True else masks or ()

@@ -525,14 +525,19 @@ def synthesize(
     all_ids = [r for split in SPLITS for r in ids[split]]
     if len(set(all_ids)) != len(all_ids):  # 1 in 10^18 per pair; refuse rather than overwrite
         raise ConfigError(f"--seed {seed}: two record ids collide; pick another seed")
-    try:
-        for split in SPLITS:
-            (out / split).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
+    ours = {*SPLITS, "train_metadata.json", "validation_metadata.json", "sample_submission.csv"}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
+    if foreign:
         raise DataError(
-            f"{out}: cannot create the dataset folders ({e.strerror}); pick a writable --out"
-        ) from None
+            f"{out}: holds {foreign[0]}"
+            + (f" (+{len(foreign) - 1} more)" if len(foreign) > 1 else "")
+            + ", which synth does not write; synthesize into an empty folder "
+            "(or one holding this same dataset)"
+        )
+    # Checked before anything is created: a refused run leaves the folder as it was.
     for split in SPLITS:
+        if not (out / split).is_dir():
+            continue
         for p in (out / split).iterdir():
             if p.name.startswith(".tmp-"):
                 # Left by an interrupted run (hidden, so never read as a record). Only
@@ -544,6 +549,14 @@ def synthesize(
                     f"{out / split}: holds record {p.name} that this seed and count would not write; "
                     "synthesize into an empty folder"
                 )
+
+    try:
+        for split in SPLITS:
+            (out / split).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"{out}: cannot create the dataset folders ({e.strerror}); pick a writable --out"
+        ) from None
 
     tasks = [
         (str(out), split, rid, i, seed, size, dict(knobs))

@@ -16,7 +16,9 @@ raises :class:`~reference.errors.WeightsError` with one line naming the file.
 from __future__ import annotations
 
 import os
+import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,36 @@ def _first(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOW]) + more
 
 
+_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def reader_text(e: BaseException, limit: int = 120) -> str:
+    """A reader's error as a short plain clause: no terminal escapes (torch colours its
+    advice), its first line, cut at a word boundary with an ellipsis past ``limit``."""
+    raw = _ESCAPE.sub("", str(e))
+    # torch's weights-only refusal is a page of advice; the cause is after this tag.
+    cause = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n\n|$)", raw, re.S)
+    if cause:
+        raw = "torch.load(weights_only=True) refused it: " + cause.group(1)
+    text = " ".join(raw.split("\n")[0].split()) or type(e).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.")
+    return cut + " ..."
+
+
+def _is_run_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is the checkpoint.pth of a run (reference.run_state), told from the
+    key names in its pickle without unpickling anything."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
+            data = z.read(name) if name else b""
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return b"train_iter" in data and b"acc_count" in data
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from ``path`` onto the CPU.
 
@@ -45,6 +77,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     is removed.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = path / "model.pth" if (path / "model.pth").is_file() else "the .pth file in it"
+        raise WeightsError(f"{path}: is a folder, not a weights file; pass {inside}")
     if not path.is_file():
         raise WeightsError(
             f"{path}: weights file not found; check the path (or WEIGHTS/pre setting)"
@@ -58,9 +93,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             # weights_only: a checkpoint is data; never run pickled code from a download.
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any reader failure is the file's fault, not ours
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if _is_run_checkpoint(path):
+            raise WeightsError(
+                f"{path}: a run checkpoint of `shakyo train` (model, optimizer and RNG states), "
+                f"not model weights; pass {path.parent / 'model.pth'} (the run's best model), "
+                "or continue that run with RESUME true"
+            ) from None
         raise WeightsError(
-            f"{path}: cannot read weights ({msg[:120]}); re-download or re-save the file"
+            f"{path}: cannot read weights ({reader_text(e)}); re-download or re-save the file"
         ) from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
