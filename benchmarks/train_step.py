@@ -4,7 +4,9 @@
 
 Both Learners train the same seeded CoaT_ULSTM (fp32, CPU) on the same
 synthetic tiles with the same DataLoaders, loss, metric, optimizer and
-one-cycle schedule. They differ only in their callbacks:
+one-cycle schedule. They differ in their callbacks and in how Over9000 runs (the same
+bits either way, tests/test_optim_foreach.py): the published per-tensor Python loop, or
+the reference's torch._foreach_* ops over all tensors at once. Callbacks:
 
 - reference: ``reference.train.build_learner`` (GradientClip measured per step,
   GradientAccumulation, NaN guard, per-batch log batches.csv, best model,
@@ -12,11 +14,12 @@ one-cycle schedule. They differ only in their callbacks:
 - published: GradientClip(3.0), GradientAccumulation, CSVLogger,
   SaveModelCallback(monitor='f_th'), i.e. the published train.py's list.
 
-Each repeat fits one epoch of each Learner, alternating, so that a load spike
-of the machine hits both; the best (fastest) repeat of each is kept. Printed:
-training samples/s (the training phase of the epoch) and epoch samples/s
-(training + validation + end-of-epoch callbacks), and reference/published.
-Then the training DataLoader alone (augmentation on) at NUM_WORKERS 0 and 2.
+Each repeat fits one epoch of each Learner, the first of the pair alternating, so that
+a load spike of the machine hits both. Printed: the medians of training samples/s (the
+training phase of the epoch) and of epoch time (training + validation + end-of-epoch
+callbacks), and the median over the pairs of published time / reference time (> 1: the
+reference is faster). Then the training DataLoader alone (augmentation on, >= 500
+samples, persistent workers) at NUM_WORKERS 0 and 2.
 Other processes skew the numbers: quote the load average printed with them.
 """
 
@@ -98,7 +101,9 @@ def published_learner(cfg, run_dir: Path):
         SaveModelCallback(monitor="f_th"),
     ]
     return Learner(dls, model, loss_func=loss_comb, metrics=[F_th()], cbs=cbs,
-                   opt_func=over9000_opt_func(eps=cfg.eps, weight_decay=cfg.weight_decay),
+                   # The published Ralamb updates one tensor at a time (foreach=False).
+                   opt_func=over9000_opt_func(eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                              foreach=False),
                    path=run_dir, model_dir=".")  # fmt: skip
 
 
