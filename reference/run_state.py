@@ -55,16 +55,6 @@ def all_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
-def finite_at_epoch_end(learn) -> bool:
-    """all_finite(model) once per epoch: BestModel and RunState both ask at after_epoch."""
-    key = (learn.epoch, learn.train_iter)
-    cached = getattr(learn, "_finite_at", None)
-    if cached is None or cached[0] != key:
-        cached = (key, all_finite(unwrap(learn.model)))
-        learn._finite_at = cached
-    return cached[1]
-
-
 class BestModel(TrackerCallback):
     """SaveModelCallback(monitor='f_th') that writes atomically and never saves non-finite weights.
 
@@ -87,7 +77,7 @@ class BestModel(TrackerCallback):
         if not self.new_best:
             return
         model = unwrap(self.learn.model)
-        if not finite_at_epoch_end(self.learn):
+        if not all_finite(model):
             self.best, self.new_best = previous, False  # a refused epoch is not the best
             self.refused.append(self.epoch)
             print(
@@ -212,7 +202,7 @@ class RunState(Callback):
         if not _main_process():
             return
         model = unwrap(self.learn.model)
-        if finite_at_epoch_end(self.learn):
+        if all_finite(model):
             with atomic_path(self.run_dir / "checkpoint.pth") as tmp:
                 torch.save(self.checkpoint(model), tmp)
         else:
