@@ -4,7 +4,9 @@
 
 Both Learners train the same seeded CoaT_ULSTM (fp32, CPU) on the same
 synthetic tiles with the same DataLoaders, loss, metric, optimizer and
-one-cycle schedule. They differ only in their callbacks:
+one-cycle schedule. They differ in their callbacks and in how Over9000 runs (the same
+bits either way, tests/test_optim_foreach.py): the published per-tensor Python loop, or
+the reference's torch._foreach_* ops over all tensors at once. Callbacks:
 
 - reference: ``reference.train.build_learner`` (GradientClip measured per step,
   GradientAccumulation, NaN guard, per-batch log batches.csv, best model,
@@ -12,11 +14,12 @@ one-cycle schedule. They differ only in their callbacks:
 - published: GradientClip(3.0), GradientAccumulation, CSVLogger,
   SaveModelCallback(monitor='f_th'), i.e. the published train.py's list.
 
-Each repeat fits one epoch of each Learner, alternating, so that a load spike
-of the machine hits both; the best (fastest) repeat of each is kept. Printed:
-training samples/s (the training phase of the epoch) and epoch samples/s
-(training + validation + end-of-epoch callbacks), and reference/published.
-Then the training DataLoader alone (augmentation on) at NUM_WORKERS 0 and 2.
+Each repeat fits one epoch of each Learner, the first of the pair alternating, so that
+a load spike of the machine hits both. Printed: the medians of training samples/s (the
+training phase of the epoch) and of epoch time (training + validation + end-of-epoch
+callbacks), and the median over the pairs of published time / reference time (> 1: the
+reference is faster). Then the training DataLoader alone (augmentation on, >= 500
+samples, persistent workers) at NUM_WORKERS 0 and 2.
 Other processes skew the numbers: quote the load average printed with them.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -97,48 +101,70 @@ def published_learner(cfg, run_dir: Path):
         SaveModelCallback(monitor="f_th"),
     ]
     return Learner(dls, model, loss_func=loss_comb, metrics=[F_th()], cbs=cbs,
-                   opt_func=over9000_opt_func(eps=cfg.eps, weight_decay=cfg.weight_decay),
+                   # The published Ralamb updates one tensor at a time (foreach=False).
+                   opt_func=over9000_opt_func(eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                              foreach=False),
                    path=run_dir, model_dir=".")  # fmt: skip
 
 
 def bench_learners(cfg_ref, cfg_pub, repeats: int) -> dict:
+    """Fit one epoch of each Learner per repeat, alternating; times of every paired repeat."""
     from reference.train import build_learner
 
     ref, _ = build_learner(cfg_ref, cfg_ref.run_dir)
     pub = published_learner(cfg_pub, cfg_pub.run_dir)
     n_train = len(ref.dls.train) * cfg_ref.BS  # drop_last: full batches only
     n_valid = len(ref.dls.valid.dataset)
-    best = {
-        name: {"train": float("inf"), "epoch": float("inf")} for name in ("reference", "published")
-    }
+    times = {name: {"train": [], "epoch": []} for name in ("reference", "published")}
     for r in range(repeats + 1):  # repeat 0 warms up (allocator, first-call costs)
-        for name, learn in (("reference", ref), ("published", pub)):
+        # Alternate which Learner goes first, so that a drift of the load hits both alike.
+        order = (("reference", ref), ("published", pub))
+        for name, learn in order if r % 2 else order[::-1]:
             marks = _timed(learn)
             with learn.no_bar(), learn.no_logging():
                 learn.fit_one_cycle(1, cfg_ref.LR_MAX, pct_start=cfg_ref.PCT_START)
             learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, _Clock)])
             if r == 0:
                 continue
-            best[name]["train"] = min(best[name]["train"], marks["train1"] - marks["train0"])
-            best[name]["epoch"] = min(best[name]["epoch"], marks["epoch1"] - marks["epoch0"])
-    return {"best": best, "n_train": n_train, "n_valid": n_valid}
+            times[name]["train"].append(marks["train1"] - marks["train0"])
+            times[name]["epoch"].append(marks["epoch1"] - marks["epoch0"])
+    return {"times": times, "n_train": n_train, "n_valid": n_valid}
 
 
-def bench_loader(cfg, workers: int, passes: int) -> float:
-    """Samples/s of the augmented training DataLoader alone (best of ``passes``)."""
+def speedups(times: dict) -> dict[str, float]:
+    """Median over paired repeats of published time / reference time (> 1: reference faster)."""
+    out = {}
+    for phase in ("train", "epoch"):
+        pairs = zip(times["published"][phase], times["reference"][phase])
+        out[phase] = statistics.median(p / r for p, r in pairs)
+    return out
+
+
+def bench_loader(cfg, workers: int, n_samples: int, passes: int) -> float:
+    """Samples/s of the augmented training DataLoader alone (median of ``passes`` epochs).
+
+    The dataset is repeated up to ``n_samples`` items; with workers they are persistent
+    (started once, as a long training run keeps them), so the start-up is not timed.
+    """
     import torch
+    from fastai.data.load import DataLoader
 
-    from reference.config import Config
-    from reference.train import _dataloaders
+    from reference.callbacks import _ReseedAug
+    from reference.data import ContrailsDatasetV0, get_aug
 
-    cfg = Config(cfg, NUM_WORKERS=workers)
-    dls, _ = _dataloaders(cfg, torch.device("cpu"))
-    best = float("inf")
-    for _ in range(passes + 1):
+    aug = get_aug(seed=cfg.SEED)
+    ds = ContrailsDatasetV0(cfg.PATH, train=True, tfms=aug)
+    reps = -(-n_samples // len(ds))
+    ds_big = torch.utils.data.ConcatDataset([ds] * reps)
+    dl = DataLoader(ds_big, bs=cfg.BS, shuffle=True, drop_last=True, num_workers=workers,
+                    persistent_workers=workers > 0, wif=_ReseedAug(aug))  # fmt: skip
+    rates = []
+    for i in range(passes + 1):
         t = time.perf_counter()
-        n = sum(len(x) for x, _ in dls.train)
-        best = min(best, time.perf_counter() - t)
-    return n / best
+        n = sum(len(x) for x, _ in dl)
+        if i:  # pass 0 starts the workers
+            rates.append(n / (time.perf_counter() - t))
+    return statistics.median(rates), n
 
 
 def main() -> None:
@@ -147,7 +173,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="tile side (64-128)")
     ap.add_argument("--train", type=int, default=24, help="training tiles")
     ap.add_argument("--bs", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="paired runs (median; >= 3)")
+    ap.add_argument(
+        "--loader-samples",
+        type=int,
+        default=512,
+        help="samples of the DataLoader-only measurement (0 = skip)",
+    )
     ap.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
 
@@ -167,21 +199,26 @@ def main() -> None:
         f"(before), scratch {work}"
     )
     res = bench_learners(cfg_ref, cfg_pub, args.repeats)
-    b, n, nv = res["best"], res["n_train"], res["n_valid"]
+    t, n, nv = res["times"], res["n_train"], res["n_valid"]
     for name in ("reference", "published"):
+        tr, ep = statistics.median(t[name]["train"]), statistics.median(t[name]["epoch"])
         print(
-            f"{name:9s}  train {n / b[name]['train']:7.2f} samples/s   "
-            f"epoch ({n} train + {nv} valid) {b[name]['epoch']:6.2f} s"
+            f"{name:9s}  train {n / tr:7.2f} samples/s   "
+            f"epoch ({n} train + {nv} valid) {ep:6.2f} s   (median of {args.repeats})"
         )
+    up = speedups(t)
     print(
-        f"ratio reference/published: train samples/s {b['published']['train'] / b['reference']['train']:.3f}, "
-        f"epoch time {b['reference']['epoch'] / b['published']['epoch']:.3f}"
+        f"reference vs published (median of {args.repeats} paired runs, > 1 = reference faster): "
+        f"train samples/s {up['train']:.3f}x, epoch time {up['epoch']:.3f}x; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    loader = {w: bench_loader(cfg_ref, w, args.repeats) for w in (0, 2)}
-    print(
-        f"data loader with augmentation: NUM_WORKERS 0 {loader[0]:.1f} samples/s, "
-        f"NUM_WORKERS 2 {loader[2]:.1f} samples/s, ratio 2/0 {loader[2] / loader[0]:.2f}"
-    )
+    if args.loader_samples:
+        loader = {w: bench_loader(cfg_ref, w, args.loader_samples, 3) for w in (0, 2)}
+        print(
+            f"data loader with augmentation, {loader[0][1]} samples, persistent workers: "
+            f"NUM_WORKERS 0 {loader[0][0]:.1f} samples/s, NUM_WORKERS 2 {loader[2][0]:.1f} "
+            f"samples/s, ratio 2/0 {loader[2][0] / loader[0][0]:.2f}"
+        )
     print(f"load average {os.getloadavg()[0]:.1f} (after)")
 
 

@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "predict": ("reference.infer", "predict test record folders and write submission.csv"),
     "submission": ("reference.submission", "validate a submission file (submission check FILE)"),
+    "diagnose": (
+        "reference.nan_study",
+        "reproduce the fp16 NaN of the published recipe on a CPU (diagnose nan-study)",
+    ),
     "demo": ("reference.demo", "synthesize, prepare, train, evaluate and predict on a laptop CPU"),
     "cloud": (
         "reference.cloud.cli",

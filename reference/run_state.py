@@ -99,6 +99,8 @@ class BestModel(TrackerCallback):
 
     def after_fit(self) -> None:
         super().after_fit()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # rank 0 may still be writing the last epoch's model.pth
         if self.best_epoch is not None and self.path.exists():
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             unwrap(self.learn.model).load_state_dict(state)
@@ -110,6 +112,11 @@ class BestModel(TrackerCallback):
     def load_state(self, s: dict) -> None:
         self.best, self.best_epoch = s["best"], s["best_epoch"]
         self.best_threshold, self.best_curve = s["best_threshold"], s["best_curve"]
+
+
+def _shuffling_dl(dl: Any) -> Any:
+    """The loader that owns the shuffle RNG: under DDP the inner `.dl` of the ShardedDL."""
+    return getattr(dl, "dl", dl)
 
 
 def _rng_states(aug: Any, dl: Any) -> dict:
@@ -180,7 +187,7 @@ class RunState(Callback):
         scaler = getattr(self.learn, "scaler", None)
         if scaler is not None and ck["scaler"] is not None:
             scaler.load_state_dict(ck["scaler"])
-        _set_rng_states(ck["rng"], self.aug, self.dls.train)
+        _set_rng_states(ck["rng"], self.aug, _shuffling_dl(self.dls.train))
         mbar = getattr(getattr(self.learn, "progress", None), "mbar", None)
         if mbar is not None:
             mbar.update(0)  # fastprogress needs a first update(0) before update(first_epoch)
@@ -232,7 +239,7 @@ class RunState(Callback):
             },
             "best": self.learn.best_model.state(),
             "history": self.rows,
-            "rng": _rng_states(self.aug, self.dls.train),
+            "rng": _rng_states(self.aug, _shuffling_dl(self.dls.train)),
         }
 
 

@@ -22,12 +22,22 @@ Run directory OUT/FNAME::
 
 Several GPUs: start with `torchrun --nproc_per_node N -m reference.cli train CFG`
 (or `accelerate launch`). WORLD_SIZE > 1 switches on fastai's distributed context
-(`learn.distrib_ctx()`: DistributedDataParallel, each rank a shard of every
-batch; needs the `accelerate` package); only rank 0 writes files. BS is the
-per-GPU batch and ACC counts the samples one rank sees, while DDP averages the
-ranks' gradients: the published 2-GPU DataParallel run (BS 8 split 4 + 4, n_acc 4,
-gradient x2, a step every batch) is `BS 4 ACC 2` on 2 GPUs. There is no
+(reference/distributed.py: DistributedDataParallel, each rank a BS-sized block of every
+global batch, gloo on CPUs, nccl on GPUs; needs the `accelerate` package); only rank 0
+writes files. BS is the per-rank batch and ACC counts the samples one rank sees, while
+DDP averages the ranks' gradients: N ranks with BS b, ACC a/N step like one process with
+BS b·N, ACC a (tests/test_ddp.py). The published 2-GPU DataParallel run (BS 8 split
+4 + 4, n_acc 4, gradient x2, a step every batch) is `BS 4 ACC 2` on 2 GPUs. There is no
 nn.DataParallel path.
+
+Several machines: the same command on every node, with a rendezvous on node 0, e.g. 2
+nodes of 4 GPUs::
+
+    torchrun --nnodes 2 --nproc_per_node 4 --rdzv-backend c10d \
+        --rdzv-endpoint NODE0_HOST:29400 --rdzv-id RUN_NAME -m reference.cli train CFG
+
+OUT must be one shared folder (NFS, a mounted bucket): rank 0 writes there, and every
+rank reads checkpoint.pth on RESUME and model.pth at the end of the fit.
 """
 
 from __future__ import annotations
@@ -337,12 +347,13 @@ def _fit(learn, cfg) -> None:
     if num_distrib() > 1:
         try:
             import accelerate  # noqa: F401
-            import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx)
+
+            from reference.distributed import distrib_ctx
         except ImportError:
             raise ConfigError(
                 "WORLD_SIZE > 1: multi-GPU training needs `pip install accelerate`"
             ) from None
-        with learn.distrib_ctx():
+        with distrib_ctx(learn):
             learn.fit_one_cycle(cfg.EPOCHS, cfg.LR_MAX, pct_start=cfg.PCT_START)
     else:
         learn.fit_one_cycle(cfg.EPOCHS, cfg.LR_MAX, pct_start=cfg.PCT_START)

@@ -49,7 +49,7 @@ class Context:
 
 
 def _fragments() -> dict[str, Callable[[Context, str, str], str]]:
-    from sitegen import figures, quiz, refpages, trace
+    from sitegen import figures, nanstudy, quiz, refpages, trace
 
     return {
         "exercise-table": refpages.exercise_table,
@@ -67,6 +67,7 @@ def _fragments() -> dict[str, Callable[[Context, str, str], str]]:
         "param-table": trace.params_table,
         "quiz": quiz.quiz_page,
         "quiz-counts": quiz.question_counts,
+        "nan-study": nanstudy.nan_study_section,
     }
 
 
