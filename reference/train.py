@@ -398,11 +398,14 @@ def train(config: dict | Config, components: dict | None = None) -> dict:
 
 def check_inputs(cfg: Config) -> None:
     """What a run needs, checked before it makes its run folder: whole tiles, a writable OUT."""
+    from fastai.torch_core import rank_distrib
+
     from reference.data.dataset import check_tiles
 
     for folder in tile_dirs(cfg):
         check_tiles(folder)
-    check_output_folder(cfg.run_dir, f"OUT {cfg.OUT}")
+    if rank_distrib() == 0:  # only rank 0 writes the run folder (its probe file is a write)
+        check_output_folder(cfg.run_dir, f"OUT {cfg.OUT}")
 
 
 def _train(cfg: Config, components: dict | None) -> dict:
