@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reference.errors import ConfigError
+from reference.utils import read_user_text
 
 __all__ = ["KEYS", "Config", "load_config", "parse_overrides", "apply_override", "validate"]
 
@@ -259,21 +260,7 @@ def load_config(
     else:
         source = str(path)
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"config file {path} not found; pass a JSON file such as configs/demo.json"
-            ) from None
-        except IsADirectoryError:
-            raise ConfigError(
-                f"config file {path} is a folder; pass a JSON file in it, e.g. configs/demo.json"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file; pass a JSON config file") from None
-        except OSError as e:
-            raise ConfigError(
-                f"config file {path}: cannot read it ({e.strerror or e}); pass a readable JSON file"
-            ) from None
+            raw = json.loads(read_user_text(path, "config file", "configs/demo.json", ConfigError))
         except json.JSONDecodeError as e:
             raise ConfigError(
                 f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"

@@ -95,3 +95,20 @@ def keep_heap_memory() -> bool:
     ok &= mallopt(m_trim_threshold, 1 << 30)  # keep up to 1 GB of freed heap
     ok &= mallopt(m_top_pad, 64 << 20)  # grow the heap in 64 MB steps
     return bool(ok)
+
+
+def read_user_text(path: str | os.PathLike, what: str, example: str, error: type) -> str:
+    """The text of a file the user named, or ``error`` with one line saying what to pass.
+
+    what: the file's role ("config file"); example: a file to suggest ("configs/demo.json").
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found; pass a file such as {example}") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a folder; pass a file such as {example}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file; pass a {what} such as {example}") from None
+    except OSError as e:
+        raise error(f"{what} {path}: cannot read it ({e.strerror or e})") from None

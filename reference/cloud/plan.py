@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reference.errors import CloudError, ShakyoError
+from reference.utils import read_user_text
 
 __all__ = ["COMPETITION", "Plan", "PlanError", "load_plan", "FIELDS"]
 
@@ -314,17 +315,7 @@ def load_plan(path: str | Path, repo_root: Path | None = None) -> Plan:
     """Read and validate a plan file; PlanError (one line) on any problem."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"plan file {path} not found; see configs/cloud/*.toml") from None
-    except IsADirectoryError:
-        raise PlanError(
-            f"plan file {path} is a folder; pass a .toml file, e.g. configs/cloud/demo.toml"
-        ) from None
-    except UnicodeDecodeError:
-        raise PlanError(f"{path}: not a text file; pass a TOML plan file") from None
-    except OSError as e:
-        raise PlanError(f"plan file {path}: cannot read it ({e.strerror or e})") from None
+        raw = tomllib.loads(read_user_text(path, "plan file", "configs/cloud/demo.toml", PlanError))
     except tomllib.TOMLDecodeError as e:
         raise PlanError(f"{path}: not valid TOML ({e})") from None
     return validate_plan(raw, path, repo_root)
