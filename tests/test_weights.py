@@ -46,8 +46,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if server.cut_after is not None:
             body = body[: server.cut_after]  # a dropped connection: fewer bytes than announced
-        self.wfile.write(body)
+        # Counted before the write: the client can finish reading (and the test assert)
+        # before this thread runs again, so counting afterwards raced (CI saw sent == 0).
         server.sent += len(body)
+        self.wfile.write(body)
 
     def log_message(self, *args) -> None:
         pass
