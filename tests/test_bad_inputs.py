@@ -146,6 +146,8 @@ CASES: list[Case] = [
     C("viz-curves-out-below-file", "viz curves run --out afile/c.png", "afile"),
     C("viz-predictions-out-is-folder", "viz predictions run --out tiles", "--out tiles"),
     C("viz-record-split-folder", "viz record kaggle/train --out x.png", "kaggle/train"),
+    C("viz-record-out-not-png", "viz record {TRAIN0} --out x.xyz", "x.png"),
+    C("viz-curves-out-not-png", "viz curves run --out c.jpg", "c.png"),
     # -------------------------------------------------------------- weights
     C("weights-unknown-name", "weights coat_huge", "coat_huge"),
     C("weights-bad-sha256", "weights coat_lite_mini --sha256 xyz", "--sha256"),
