@@ -35,15 +35,24 @@ def _probe(folder: Path, what: str, fix: str) -> None:
     os.unlink(probe)
 
 
-def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+def check_output_file(
+    path: str | os.PathLike, flag: str = "--out", suffix: str | None = None
+) -> Path:
     """Refuse an output FILE path that is a folder, lies below a file, or cannot be written.
 
-    ``flag`` names the option in the message (``--out``). Returns ``Path(path)``.
+    ``flag`` names the option in the message (``--out``); ``suffix`` (e.g. ``".png"``),
+    when given, is the only file ending accepted (the format written does not follow
+    the name). Returns ``Path(path)``.
     """
     path = Path(path)
     fix = f"pass {flag} a file path in a folder you can write"
     if path.is_dir():
         raise ConfigError(f"{flag} {path}: is a folder; {fix}, e.g. {path / 'out.csv'}")
+    if suffix is not None and path.suffix.lower() != suffix:
+        kind = suffix.lstrip(".").upper()
+        raise ConfigError(
+            f"{flag} {path}: writes {kind} files; name it {path.with_suffix(suffix).name}"
+        )
     base = _existing_ancestor(path.parent)
     if not base.is_dir():
         raise ConfigError(f"{flag} {path}: {base} is a file, not a folder; {fix}")

@@ -172,14 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.out:
-        from reference.errors import ConfigError
         from reference.outputs import check_output_file
 
-        if Path(args.out).suffix.lower() != ".png":
-            # Every figure is written as PNG; another suffix would name the file wrongly.
-            raise ConfigError(
-                f"--out {args.out}: figures are PNG files; name it "
-                f"{Path(args.out).with_suffix('.png').name}"
-            )
-        check_output_file(args.out, "--out")  # before the figure is drawn
+        # Before the figure is drawn; every figure is written as PNG.
+        check_output_file(args.out, "--out", suffix=".png")
     return FIGURES[args.figure][1](args)
