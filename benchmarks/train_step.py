@@ -1,6 +1,6 @@
 """Benchmark: the reference training Learner against the published one, and the data loader.
 
-    .venv/bin/python benchmarks/train_step.py [--arch tiny] [--size 64] [--train 24] [--repeats 3]
+    .venv/bin/python benchmarks/train_step.py [--arch tiny] [--size 64] [--train 48] [--repeats 5]
 
 Both Learners train the same seeded CoaT_ULSTM (fp32, CPU) on the same
 synthetic tiles with the same DataLoaders, loss, metric, optimizer and
@@ -14,11 +14,15 @@ the reference's torch._foreach_* ops over all tensors at once. Callbacks:
 - published: GradientClip(3.0), GradientAccumulation, CSVLogger,
   SaveModelCallback(monitor='f_th'), i.e. the published train.py's list.
 
-Each repeat fits one epoch of each Learner, the first of the pair alternating, so that
-a load spike of the machine hits both. Printed: the medians of training samples/s (the
-training phase of the epoch) and of epoch time (training + validation + end-of-epoch
-callbacks), and the median over the pairs of published time / reference time (> 1: the
-reference is faster). Then the training DataLoader alone (augmentation on, >= 500
+The third difference is the process: the reference's training keeps freed memory in
+the process (glibc malloc thresholds, reference/allocator.py) so that a batch does not
+page-fault its activations in again; a published run has glibc's defaults. So each
+Learner lives in its own process. Each repeat fits one epoch of each, the first of the
+pair alternating, so that a load spike of the machine hits both. Printed: the medians
+of training samples/s (the training phase of the epoch), of epoch time (training +
+validation + end-of-epoch callbacks) and of minor page faults and system time per
+training batch, and the median over the pairs of published time / reference time
+(> 1: the reference is faster). Then the training DataLoader alone (augmentation on, >= 500
 samples, persistent workers) at NUM_WORKERS 0 and 2.
 Other processes skew the numbers: quote the load average printed with them.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -49,7 +54,10 @@ class _Clock(Callback):
         self.order, self.marks, self.starts = order, marks, starts
 
     def _mark(self, name: str) -> None:
+        use = resource.getrusage(resource.RUSAGE_SELF)
         self.marks[name] = time.perf_counter()
+        self.marks[name + "_faults"] = use.ru_minflt
+        self.marks[name + "_sys"] = use.ru_stime
 
     def before_epoch(self) -> None:
         if self.starts:  # the first callback of the epoch
@@ -76,6 +84,7 @@ def _timed(learn) -> dict:
 
 def published_learner(cfg, run_dir: Path):
     """The published train.py's Learner (site: facts/training/#recipe) on the reference's data, model and loss."""
+    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
     import torch
     from fastai.callback.progress import CSVLogger
     from fastai.callback.tracker import SaveModelCallback
@@ -107,27 +116,74 @@ def published_learner(cfg, run_dir: Path):
                    path=run_dir, model_dir=".")  # fmt: skip
 
 
-def bench_learners(cfg_ref, cfg_pub, repeats: int) -> dict:
-    """Fit one epoch of each Learner per repeat, alternating; times of every paired repeat."""
+def _learner_process(name: str, config: dict, conn) -> None:
+    """One Learner in its own process: build it, then fit one epoch per request, send the times.
+
+    Its own process because the reference's training configures the process (glibc malloc
+    keeps freed memory, reference.allocator): in a shared process the published Learner
+    would get that for free, and a real published run does not have it.
+    """
     from reference.train import build_learner
 
-    ref, _ = build_learner(cfg_ref, cfg_ref.run_dir)
-    pub = published_learner(cfg_pub, cfg_pub.run_dir)
-    n_train = len(ref.dls.train) * cfg_ref.BS  # drop_last: full batches only
-    n_valid = len(ref.dls.valid.dataset)
-    times = {name: {"train": [], "epoch": []} for name in ("reference", "published")}
-    for r in range(repeats + 1):  # repeat 0 warms up (allocator, first-call costs)
-        # Alternate which Learner goes first, so that a drift of the load hits both alike.
-        order = (("reference", ref), ("published", pub))
-        for name, learn in order if r % 2 else order[::-1]:
-            marks = _timed(learn)
-            with learn.no_bar(), learn.no_logging():
-                learn.fit_one_cycle(1, cfg_ref.LR_MAX, pct_start=cfg_ref.PCT_START)
-            learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, _Clock)])
-            if r == 0:
-                continue
-            times[name]["train"].append(marks["train1"] - marks["train0"])
-            times[name]["epoch"].append(marks["epoch1"] - marks["epoch0"])
+    cfg = validate(config)
+    if name == "reference":
+        learn, _ = build_learner(cfg, cfg.run_dir)
+    else:
+        learn = published_learner(cfg, cfg.run_dir)
+    conn.send((len(learn.dls.train) * cfg.BS, len(learn.dls.valid.dataset)))  # drop_last
+    while conn.recv() == "fit":
+        marks = _timed(learn)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(1, cfg.LR_MAX, pct_start=cfg.PCT_START)
+        learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, _Clock)])
+        conn.send({"train": marks["train1"] - marks["train0"],
+                   "epoch": marks["epoch1"] - marks["epoch0"],
+                   "faults": marks["train1_faults"] - marks["train0_faults"],
+                   "sys": marks["train1_sys"] - marks["train0_sys"]})  # fmt: skip
+
+
+def _answer(conn, name: str):
+    try:
+        return conn.recv()
+    except EOFError:
+        raise SystemExit(f"the {name} Learner's process died (its traceback is above)") from None
+
+
+def bench_learners(configs: dict[str, dict], repeats: int) -> dict:
+    """Fit one epoch of each Learner per repeat, alternating; times of every paired repeat.
+
+    configs: {"reference": cfg, "published": cfg} (plain dicts); each Learner lives in
+    its own process for the whole benchmark, so the pairs share the machine's load.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs, conns = {}, {}
+    try:
+        for name, config in configs.items():
+            conns[name], child = ctx.Pipe()
+            procs[name] = ctx.Process(target=_learner_process, args=(name, config, child))
+            procs[name].start()
+            child.close()  # a child that dies ends our recv() with EOFError instead of a hang
+        sizes = {name: _answer(conn, name) for name, conn in conns.items()}
+        n_train, n_valid = sizes["reference"]
+        times = {name: {"train": [], "epoch": [], "faults": [], "sys": []} for name in configs}
+        for r in range(repeats + 1):  # repeat 0 warms up (allocator, first-call costs)
+            # Alternate which Learner goes first, so that a drift of the load hits both alike.
+            order = ("reference", "published")
+            for name in order if r % 2 else order[::-1]:
+                conns[name].send("fit")
+                got = _answer(conns[name], name)
+                if r:
+                    for key, value in got.items():
+                        times[name][key].append(value)
+        for conn in conns.values():
+            conn.send("stop")
+    finally:
+        for p in procs.values():
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
     return {"times": times, "n_train": n_train, "n_valid": n_valid}
 
 
@@ -171,9 +227,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="tiny", choices=("tiny", "mini"))
     ap.add_argument("--size", type=int, default=64, help="tile side (64-128)")
-    ap.add_argument("--train", type=int, default=24, help="training tiles")
+    ap.add_argument("--train", type=int, default=48, help="training tiles")
     ap.add_argument("--bs", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3, help="paired runs (median; >= 3)")
+    ap.add_argument("--repeats", type=int, default=5, help="paired runs (median; >= 3)")
     ap.add_argument(
         "--loader-samples",
         type=int,
@@ -191,20 +247,24 @@ def main() -> None:
     base = dict(PATH=str(work / "tiles"), OUT=str(work / "runs"), ARCH=args.arch, BS=args.bs,
                 ACC=args.bs, EPOCHS=1, NUM_WORKERS=0, PRECISION="fp32", DEVICE="cpu",
                 LR_MAX=1e-3, PCT_START=0.25)  # fmt: skip
-    cfg_ref = validate({**base, "FNAME": "reference"})
-    cfg_pub = validate({**base, "FNAME": "published"})
+    configs = {name: {**base, "FNAME": name} for name in ("reference", "published")}
+    cfg_ref = validate(configs["reference"])
     print(
         f"CoaT_ULSTM {args.arch}, {args.size}x{args.size} tiles, BS {args.bs}, fp32 CPU, "
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} "
         f"(before), scratch {work}"
     )
-    res = bench_learners(cfg_ref, cfg_pub, args.repeats)
+    res = bench_learners(configs, args.repeats)
     t, n, nv = res["times"], res["n_train"], res["n_valid"]
     for name in ("reference", "published"):
         tr, ep = statistics.median(t[name]["train"]), statistics.median(t[name]["epoch"])
+        batches = n // args.bs
+        faults = statistics.median(t[name]["faults"]) / batches
+        sys_ms = statistics.median(t[name]["sys"]) / batches * 1000
         print(
             f"{name:9s}  train {n / tr:7.2f} samples/s   "
-            f"epoch ({n} train + {nv} valid) {ep:6.2f} s   (median of {args.repeats})"
+            f"epoch ({n} train + {nv} valid) {ep:6.2f} s   (median of {args.repeats}); "
+            f"per training batch {faults:.0f} minor page faults, {sys_ms:.1f} ms system time"
         )
     up = speedups(t)
     print(
@@ -213,6 +273,9 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     if args.loader_samples:
+        from reference.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as in a training process
         loader = {w: bench_loader(cfg_ref, w, args.loader_samples, 3) for w in (0, 2)}
         print(
             f"data loader with augmentation, {loader[0][1]} samples, persistent workers: "
