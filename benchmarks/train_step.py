@@ -1,6 +1,6 @@
 """Benchmark: the reference training Learner against the published one, and the data loader.
 
-    .venv/bin/python benchmarks/train_step.py [--arch tiny] [--size 64] [--train 48] [--repeats 5]
+    .venv/bin/python benchmarks/train_step.py [--arch tiny] [--size 64] [--train 96] [--repeats 7]
 
 Both Learners train the same seeded CoaT_ULSTM (fp32, CPU) on the same
 synthetic tiles with the same DataLoaders, loss, metric, optimizer and
@@ -15,7 +15,7 @@ the reference's torch._foreach_* ops over all tensors at once. Callbacks:
   SaveModelCallback(monitor='f_th'), i.e. the published train.py's list.
 
 The third difference is the process: the reference's training keeps freed memory in
-the process (glibc malloc thresholds, reference/allocator.py) so that a batch does not
+the process (glibc malloc thresholds, reference.utils.keep_heap_memory) so that a batch does not
 page-fault its activations in again; a published run has glibc's defaults. So each
 Learner lives in its own process. Each repeat fits one epoch of each, the first of the
 pair alternating, so that a load spike of the machine hits both. Printed: the medians
@@ -120,7 +120,7 @@ def _learner_process(name: str, config: dict, conn) -> None:
     """One Learner in its own process: build it, then fit one epoch per request, send the times.
 
     Its own process because the reference's training configures the process (glibc malloc
-    keeps freed memory, reference.allocator): in a shared process the published Learner
+    keeps freed memory, reference.utils.keep_heap_memory): in a shared process the published Learner
     would get that for free, and a real published run does not have it.
     """
     from reference.train import build_learner
@@ -227,9 +227,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="tiny", choices=("tiny", "mini"))
     ap.add_argument("--size", type=int, default=64, help="tile side (64-128)")
-    ap.add_argument("--train", type=int, default=48, help="training tiles")
+    ap.add_argument("--train", type=int, default=96, help="training tiles")
     ap.add_argument("--bs", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=5, help="paired runs (median; >= 3)")
+    ap.add_argument("--repeats", type=int, default=7, help="paired runs (median; >= 3)")
     ap.add_argument(
         "--loader-samples",
         type=int,
@@ -267,15 +267,18 @@ def main() -> None:
             f"per training batch {faults:.0f} minor page faults, {sys_ms:.1f} ms system time"
         )
     up = speedups(t)
+    for phase in ("train", "epoch"):
+        pairs = [p / r for p, r in zip(t["published"][phase], t["reference"][phase])]
+        print(f"  {phase} ratio of each pair: " + " ".join(f"{x:.3f}" for x in pairs))
     print(
         f"reference vs published (median of {args.repeats} paired runs, > 1 = reference faster): "
         f"train samples/s {up['train']:.3f}x, epoch time {up['epoch']:.3f}x; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     if args.loader_samples:
-        from reference.allocator import keep_freed_memory
+        from reference.utils import keep_heap_memory
 
-        keep_freed_memory()  # as in a training process
+        keep_heap_memory()  # as in a training process
         loader = {w: bench_loader(cfg_ref, w, args.loader_samples, 3) for w in (0, 2)}
         print(
             f"data loader with augmentation, {loader[0][1]} samples, persistent workers: "

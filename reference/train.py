@@ -50,11 +50,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reference.allocator import keep_freed_memory
 from reference.config import KEYS, Config, load_config, validate
 from reference.errors import ConfigError, DataError, ShakyoError
 from reference.outputs import check_output_folder, removed_on_user_error
-from reference.utils import atomic_write_text, seed_everything
+from reference.utils import atomic_write_text, keep_heap_memory, seed_everything
 
 __all__ = [
     "TrainingStopped",
@@ -231,7 +230,7 @@ def build_learner(
     tile_dirs(cfg)  # a missing dataset fails before minutes of model building
     # Freed activations stay in the process instead of being page-faulted back every batch
     # (site: guide/benchmarks/#where-a-training-steps-time-goes). Same numbers, less system time.
-    keep_freed_memory()
+    keep_heap_memory()
     device = _device(cfg)
     precision = _precision(cfg, device)
     # Seed before the model exists: the published code built it first (unseeded init, site: facts/training/#recipe).

@@ -1,4 +1,4 @@
-"""reference.allocator: freed memory stays in the process, and the numbers do not change.
+"""reference.utils.keep_heap_memory: freed memory stays in the process, and the numbers do not change.
 
 Each case runs in a fresh interpreter: the malloc setting is for a whole process, and
 the test process has its own history of allocations.
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-    reason="reference.allocator tunes glibc malloc only",
+    reason="keep_heap_memory tunes glibc malloc only",
 )
 
 # Four Over9000 steps of CoaT_ULSTM tiny on a fixed batch: the minor page faults of
@@ -28,12 +28,12 @@ glibc_only = pytest.mark.skipif(
 STEPS = """
 import hashlib, json, resource, sys
 import torch
-from reference.allocator import keep_freed_memory
+from reference.utils import keep_heap_memory
 from reference.losses import loss_comb
 from reference.models import get_model
 from reference.optim import over9000_opt_func
 from reference.utils import seed_everything
-applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+applied = keep_heap_memory() if sys.argv[1] == "keep" else False
 seed_everything(7)
 model = get_model("CoaT_ULSTM", arch="tiny")
 opt = over9000_opt_func()(list(model.parameters()), lr=1e-3)
@@ -81,7 +81,7 @@ def test_fewer_page_faults_and_the_same_weights():
 @glibc_only
 def test_a_user_malloc_setting_is_left_alone():
     # MALLOC_TOP_PAD_ at its default value: a user who tunes malloc keeps their own setting.
-    code = "import json; from reference.allocator import keep_freed_memory as k; print(json.dumps(k()))"
+    code = "import json; from reference.utils import keep_heap_memory as k; print(json.dumps(k()))"
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_TOP_PAD_": "131072"},
                        timeout=60)  # fmt: skip
@@ -94,7 +94,7 @@ def test_build_learner_applies_it(tmp_path, monkeypatch):
     import reference.train as train
 
     calls = []
-    monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(train, "keep_heap_memory", lambda: calls.append(1) or True)
     monkeypatch.setattr(train, "tile_dirs", lambda cfg: None)
     monkeypatch.setattr(train, "_device", lambda cfg: (_ for _ in ()).throw(RuntimeError("stop")))
     cfg = train.validate({"PATH": str(tmp_path), "OUT": str(tmp_path / "runs"), "ARCH": "tiny"})
