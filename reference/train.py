@@ -229,7 +229,7 @@ def build_learner(
             )
     tile_dirs(cfg)  # a missing dataset fails before minutes of model building
     # Freed activations stay in the process instead of being page-faulted back every batch
-    # (site: guide/benchmarks/#where-a-training-steps-time-goes). Same numbers, less system time.
+    # (site: guide/benchmarks/#step-time). Same numbers, less system time.
     keep_heap_memory()
     device = _device(cfg)
     precision = _precision(cfg, device)
