@@ -16,8 +16,10 @@ the reference's torch._foreach_* ops over all tensors at once. Callbacks:
 
 The third difference is the process: the reference's training keeps freed memory in
 the process (glibc malloc thresholds, reference.utils.keep_heap_memory) so that a batch does not
-page-fault its activations in again; a published run has glibc's defaults. So each
-Learner lives in its own process. Each repeat fits one epoch of each, the first of the
+page-fault its activations in again, and `shakyo train` starts with huge pages for the
+heap (GLIBC_TUNABLES, reference.utils.huge_pages_environ); a published run has glibc's
+defaults. So each Learner lives in its own process, the reference's started with the
+environment `shakyo train` gives itself. Each repeat fits one epoch of each, the first of the
 pair alternating, so that a load spike of the machine hits both. Printed: the medians
 of training samples/s (the training phase of the epoch), of epoch time (training +
 validation + end-of-epoch callbacks) and of minor page faults and system time per
@@ -30,6 +32,7 @@ Other processes skew the numbers: quote the load average printed with them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -45,6 +48,7 @@ from fastai.callback.core import Callback  # noqa: E402
 from reference.config import validate  # noqa: E402
 from reference.data.prepare import prepare  # noqa: E402
 from reference.data.synth import synthesize  # noqa: E402
+from reference.utils import huge_pages_environ  # noqa: E402
 
 
 class _Clock(Callback):
@@ -142,6 +146,22 @@ def _learner_process(name: str, config: dict, conn) -> None:
                    "sys": marks["train1_sys"] - marks["train0_sys"]})  # fmt: skip
 
 
+@contextlib.contextmanager
+def _environ(env: dict | None):
+    """os.environ replaced by ``env`` (None: unchanged) while a child process starts."""
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _answer(conn, name: str):
     try:
         return conn.recv()
@@ -163,7 +183,11 @@ def bench_learners(configs: dict[str, dict], repeats: int) -> dict:
         for name, config in configs.items():
             conns[name], child = ctx.Pipe()
             procs[name] = ctx.Process(target=_learner_process, args=(name, config, child))
-            procs[name].start()
+            # The reference's process starts as `shakyo train` starts it: with huge pages
+            # for the heap (reference.utils.huge_pages_environ; glibc reads it at start-up).
+            env = huge_pages_environ() if name == "reference" else None
+            with _environ(env):
+                procs[name].start()
             child.close()  # a child that dies ends our recv() with EOFError instead of a hang
         sizes = {name: _answer(conn, name) for name, conn in conns.items()}
         n_train, n_valid = sizes["reference"]
@@ -249,10 +273,12 @@ def main() -> None:
                 LR_MAX=1e-3, PCT_START=0.25)  # fmt: skip
     configs = {name: {**base, "FNAME": name} for name in ("reference", "published")}
     cfg_ref = validate(configs["reference"])
+    huge = huge_pages_environ()
     print(
         f"CoaT_ULSTM {args.arch}, {args.size}x{args.size} tiles, BS {args.bs}, fp32 CPU, "
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} "
-        f"(before), scratch {work}"
+        f"(before), scratch {work}; reference process: "
+        + (f"GLIBC_TUNABLES={huge['GLIBC_TUNABLES']}" if huge else "no huge pages (not available)")
     )
     res = bench_learners(configs, args.repeats)
     t, n, nv = res["times"], res["n_train"], res["n_valid"]

@@ -246,8 +246,15 @@ class ClipAndMeasure(Callback):
         self.learn.grad_norm = float("nan")
 
     def before_step(self) -> None:
-        norm = float(torch.nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.max_norm))
+        params = [p for p in self.learn.model.parameters() if p.grad is not None]
+        total = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+        norm = float(total)
         self.learn.grad_norm = norm
+        # clip_grad_norm_ multiplies every gradient by min(max_norm / (norm + 1e-6), 1);
+        # the same coefficient, but no pass over all gradients when it is exactly 1
+        # (x * 1.0 == x for every float, so the bits are those of clip_grad_norm_).
+        if float(self.max_norm / (total + 1e-6)) < 1.0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.max_norm, total)
         if not math.isfinite(norm):
             guard = getattr(self.learn, "nan_guard", None)
             if guard is None:

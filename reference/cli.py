@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(argv: list[str] | None, commands: dict[str, tuple[str, str]]) -> int:
     """Parse ``argv`` (default: sys.argv[1:]) and run one of ``commands``; the exit code."""
+    if argv is None and sys.argv[1:2] == ["train"]:
+        # A real command line (not a call from Python): training gets huge pages.
+        from reference.utils import restart_with_huge_pages
+
+        restart_with_huge_pages()
     try:
         return _dispatch(list(sys.argv[1:] if argv is None else argv), commands)
     except BrokenPipeError:

@@ -51,8 +51,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def all_finite(model: torch.nn.Module) -> bool:
     """True when every parameter and buffer of `model` is finite."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+    if not tensors:
+        return True
+    # max |t| per tensor in one call (NaN propagates through the max), one bool at the end
+    # instead of one device sync per tensor.
+    peaks = torch._foreach_norm([t.detach() for t in tensors], float("inf"))
+    return bool(torch.isfinite(torch.stack([p.float().to(peaks[0].device) for p in peaks])).all())
 
 
 class BestModel(TrackerCallback):
