@@ -48,7 +48,9 @@ def test_same_bits_as_clip_grad_norm(scale):
 
 def test_norm_just_below_the_threshold_is_not_clipped():
     model = _model_with_grads(1.0)
-    total = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    total = torch.nn.utils.get_total_norm(
+        [p.grad for p in model.parameters() if p.grad is not None]
+    )
     before = [p.grad.clone() for p in model.parameters() if p.grad is not None]
     _run(model, float(total) * 1.0001)
     after = [p.grad for p in model.parameters() if p.grad is not None]

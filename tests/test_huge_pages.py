@@ -100,8 +100,7 @@ def test_shakyo_train_restarts_but_a_call_from_python_does_not(tmp_path):
     # `shakyo train` with a missing config: exit 2 after the restart, which leaves
     # the tunable in the environment the command runs in (seen by a sitecustomize).
     (tmp_path / "sitecustomize.py").write_text(
-        "import os, sys\n"
-        "print('TUNABLES', os.environ.get('GLIBC_TUNABLES'), file=sys.stderr)\n"
+        "import os, sys\nprint('TUNABLES', os.environ.get('GLIBC_TUNABLES'), file=sys.stderr)\n"
     )
     env = _clean_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
     p = subprocess.run(
