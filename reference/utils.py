@@ -153,7 +153,10 @@ def restart_with_huge_pages() -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError:
+        return  # the interpreter cannot be started again: train without huge pages
 
 
 def read_user_text(path: str | os.PathLike, what: str, example: str, error: type) -> str:

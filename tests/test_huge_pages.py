@@ -120,3 +120,18 @@ def test_shakyo_train_restarts_but_a_call_from_python_does_not(tmp_path):
     assert [line for line in q.stderr.splitlines() if line.startswith("TUNABLES")] == [
         "TUNABLES None"
     ]
+
+
+def test_an_interpreter_that_cannot_start_again_means_no_restart(monkeypatch):
+    import reference.utils as utils
+
+    calls = []
+
+    def refuse(*args):
+        calls.append(args)
+        raise PermissionError("not executable")
+
+    monkeypatch.setattr(utils, "huge_pages_environ", lambda: {"GLIBC_TUNABLES": "x"})
+    monkeypatch.setattr(utils.os, "execve", refuse)
+    assert utils.restart_with_huge_pages() is None  # returns: training goes on without
+    assert len(calls) == 1 and calls[0][2] == {"GLIBC_TUNABLES": "x"}
