@@ -169,11 +169,12 @@ def _answer(conn, name: str):
         raise SystemExit(f"the {name} Learner's process died (its traceback is above)") from None
 
 
-def bench_learners(configs: dict[str, dict], repeats: int) -> dict:
+def bench_learners(configs: dict[str, dict], repeats: int, envs: dict | None = None) -> dict:
     """Fit one epoch of each Learner per repeat, alternating; times of every paired repeat.
 
     configs: {"reference": cfg, "published": cfg} (plain dicts); each Learner lives in
     its own process for the whole benchmark, so the pairs share the machine's load.
+    envs: {name: environment its process starts with} (default: this process's).
     """
     import multiprocessing as mp
 
@@ -183,10 +184,7 @@ def bench_learners(configs: dict[str, dict], repeats: int) -> dict:
         for name, config in configs.items():
             conns[name], child = ctx.Pipe()
             procs[name] = ctx.Process(target=_learner_process, args=(name, config, child))
-            # The reference's process starts as `shakyo train` starts it: with huge pages
-            # for the heap (reference.utils.huge_pages_environ; glibc reads it at start-up).
-            env = huge_pages_environ() if name == "reference" else None
-            with _environ(env):
+            with _environ((envs or {}).get(name)):
                 procs[name].start()
             child.close()  # a child that dies ends our recv() with EOFError instead of a hang
         sizes = {name: _answer(conn, name) for name, conn in conns.items()}
@@ -280,7 +278,9 @@ def main() -> None:
         f"(before), scratch {work}; reference process: "
         + (f"GLIBC_TUNABLES={huge['GLIBC_TUNABLES']}" if huge else "no huge pages (not available)")
     )
-    res = bench_learners(configs, args.repeats)
+    # The reference's process starts as `shakyo train` starts it: with huge pages for the
+    # heap (reference.utils.huge_pages_environ; glibc reads it at start-up).
+    res = bench_learners(configs, args.repeats, envs={"reference": huge})
     t, n, nv = res["times"], res["n_train"], res["n_valid"]
     for name in ("reference", "published"):
         tr, ep = statistics.median(t[name]["train"]), statistics.median(t[name]["epoch"])

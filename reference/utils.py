@@ -71,6 +71,11 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def _user_tunes_malloc(environ) -> bool:
+    """A ``MALLOC_*_`` variable (glibc's malloc settings) is in ``environ``."""
+    return any(k.startswith("MALLOC_") and k.endswith("_") for k in environ)
+
+
 def keep_heap_memory() -> bool:
     """Stop glibc from returning large blocks to the kernel after every free.
 
@@ -90,7 +95,7 @@ def keep_heap_memory() -> bool:
     import ctypes
     import ctypes.util
 
-    if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
+    if _user_tunes_malloc(os.environ):
         return False  # the user's own malloc settings win
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -125,7 +130,7 @@ def huge_pages_environ(environ: dict[str, str] | None = None) -> dict[str, str] 
     environ = dict(os.environ if environ is None else environ)
     if sys.platform != "linux" or "GLIBC_TUNABLES" in environ:
         return None
-    if any(k.startswith("MALLOC_") and k.endswith("_") for k in environ):
+    if _user_tunes_malloc(environ):
         return None
     libc, version = platform.libc_ver()
     try:
