@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,10 @@ glibc_only = pytest.mark.skipif(
     reason="keep_heap_memory tunes glibc malloc only",
 )
 
-# Four Over9000 steps of CoaT_ULSTM tiny on a fixed batch: the minor page faults of
-# steps 2-4 (with glibc's defaults the activations freed after a step are trimmed back
-# to the kernel and faulted in again by the next one) and the weights' bytes hashed.
+# Eight Over9000 steps of CoaT_ULSTM tiny on a fixed batch: the minor page faults of
+# each of steps 4-8 (with glibc's defaults the activations freed after a step are trimmed back
+# to the kernel and faulted in again by the next one; with the heap kept, it has stopped
+# growing by step 4) and the weights' bytes hashed.
 STEPS = """
 import hashlib, json, resource, sys
 import torch
@@ -39,17 +41,17 @@ model = get_model("CoaT_ULSTM", arch="tiny")
 opt = over9000_opt_func()(list(model.parameters()), lr=1e-3)
 x = torch.rand(4, 3, 5, 64, 64)
 y = (torch.rand(4, 1, 64, 64) > 0.8).float()
-for i in range(4):
-    if i == 1:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
+for i in range(8):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     loss_comb(model(x), y).backward()
     opt.step()
     opt.zero_grad()
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 h = hashlib.sha256()
 for t in model.state_dict().values():
     h.update(t.detach().contiguous().numpy().tobytes())
-print(json.dumps({"applied": applied, "sha": h.hexdigest(), "faults_per_step": faults}))
+print(json.dumps({"applied": applied, "sha": h.hexdigest(), "faults": faults[3:]}))
 """
 
 
@@ -73,9 +75,14 @@ def test_fewer_page_faults_and_the_same_weights():
     untouched = _run(STEPS, "default")
     assert kept["applied"] is True
     assert kept["sha"] == untouched["sha"]
-    # Measured: about 5,000 against 20,000 per step here (the heap still grows in steps
-    # 2-4); 0-130 against 5,000-11,000 per batch once a training run is warm.
-    assert kept["faults_per_step"] * 2 < untouched["faults_per_step"], (kept, untouched)
+    # Measured, steps 4-8, per step: kept 0-15 in most steps, with one or two steps of
+    # 700-6,700 where the heap still grows; defaults 1,400-26,000. The median takes the
+    # typical step: kept 4-729 against 6,900-23,000 in six runs of each here. (A mean over
+    # steps 2-4 was a bad window: the kept heap still grows there, about 5,000 a step,
+    # and a CI run once saw only 6,800 a step with the defaults.)
+    kept_median = statistics.median(kept["faults"])
+    untouched_median = statistics.median(untouched["faults"])
+    assert kept_median * 4 < untouched_median, (kept, untouched)
 
 
 @glibc_only
