@@ -77,7 +77,7 @@ def test_fewer_page_faults_and_the_same_weights():
     assert kept["sha"] == untouched["sha"]
     # Measured, steps 4-8, per step: kept 0-15 in most steps, with one or two steps of
     # 700-6,700 where the heap still grows; defaults 1,400-26,000. The median takes the
-    # typical step: kept 4-729 against 6,900-23,000 in six runs of each here. (A mean over
+    # typical step: kept 4-729 against 6,900-20,300 in eleven runs of each here. (A mean over
     # steps 2-4 was a bad window: the kept heap still grows there, about 5,000 a step,
     # and a CI run once saw only 6,800 a step with the defaults.)
     kept_median = statistics.median(kept["faults"])
