@@ -25,7 +25,7 @@ glibc_only = pytest.mark.skipif(
 
 # Eight Over9000 steps of CoaT_ULSTM tiny on a fixed batch: the minor page faults of
 # each of steps 4-8 (with glibc's defaults the activations freed after a step are trimmed back
-# to the kernel and faulted in again by the next one; with the heap kept, it has stopped
+# to the kernel and faulted in again by the next one; with the heap kept, it has mostly stopped
 # growing by step 4) and the weights' bytes hashed.
 STEPS = """
 import hashlib, json, resource, sys
@@ -42,7 +42,7 @@ opt = over9000_opt_func()(list(model.parameters()), lr=1e-3)
 x = torch.rand(4, 3, 5, 64, 64)
 y = (torch.rand(4, 1, 64, 64) > 0.8).float()
 faults = []
-for i in range(8):
+for _ in range(8):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     loss_comb(model(x), y).backward()
     opt.step()
